@@ -1,0 +1,221 @@
+"""The on-disk format of FORMAT.md as constants, struct layouts and pure codecs.
+
+Nothing here does I/O. The writer encodes with these functions; the scanner
+(the hot read loop) inlines the same layouts for speed, and the tests check
+both against each other. All integers are little-endian.
+
+Segment file ``<first_seq:020d>.log``::
+
+    0   8  magic  b"SBXEVLOG"
+    8   2  u16 format version (1)
+    10  2  u16 flags (bit 0: keyed chain)
+    12  4  u32 reserved, 0
+    16  8  u64 first_seq
+    24 32  prev_digest (chain digest after first_seq - 1; zeros for seq 1)
+    56  4  u32 reserved, 0
+    60  4  u32 crc32 of bytes 0..59
+
+then records, each::
+
+    0   4  u32 payload_len
+    4   8  u64 seq
+    12  8  u64 time_ns
+    20  4  u32 batch_left
+    24  4  u32 header_crc = crc32(bytes 0..23)
+    28  n  payload (msgpack map)
+    28+n    32  digest = blake2b-256(key)(prev_digest + bytes 0..23 + payload)
+    60+n     4  u32 body_crc = crc32(payload + digest)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from typing import Any
+
+import attrs
+import msgpack
+
+from .errors import CorruptLogError
+
+MAGIC = b"SBXEVLOG"
+FORMAT_VERSION = 1
+FLAG_KEYED = 0x0001
+KNOWN_FLAGS = FLAG_KEYED
+
+#: Segment header without its trailing crc: magic, version, flags, reserved,
+#: first_seq, prev_digest, reserved.
+SEGMENT_HEADER_BODY = struct.Struct("<8sHHIQ32sI")
+SEGMENT_HEADER_SIZE = 64
+CRC = struct.Struct("<I")
+
+#: Record header: payload_len, seq, time_ns, batch_left, header_crc.
+RECORD_HEADER = struct.Struct("<IQQII")
+RECORD_HEADER_SIZE = 28
+#: The header bytes covered by header_crc and by the chain digest.
+RECORD_HEADER_SIGNED = 24
+DIGEST_SIZE = 32
+#: digest + body_crc after the payload.
+RECORD_TRAILER_SIZE = DIGEST_SIZE + 4
+#: Bytes a record takes besides its payload.
+RECORD_OVERHEAD = RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE
+ZERO_DIGEST = bytes(DIGEST_SIZE)
+
+DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
+#: The unit a power loss zeroes (the torn-write rule of FORMAT.md).
+SECTOR_SIZE = 512
+#: Shortest all-zero sector chunk that counts as evidence of a torn write.
+MIN_ZERO_CHUNK = 8
+
+_SIGNED = struct.Struct("<IQQI")
+_blake2b = hashlib.blake2b
+_crc32 = zlib.crc32
+
+
+@attrs.frozen(slots=True)
+class Record:
+    """One record as readers return it.
+
+    ``digest`` is the chain digest after this record: an auditor who keeps the
+    digest of the last record she saw can later prove the log still extends
+    it (``verify(head=...)``). ``segment`` (file name) and ``offset`` say where
+    the record's bytes are, for tooling that points at a record.
+    """
+
+    seq: int
+    time_ns: int
+    payload: dict[str, Any]
+    digest: bytes
+    segment: str
+    offset: int
+
+
+@attrs.frozen(slots=True)
+class SegmentHeader:
+    """The decoded 64-byte header of a segment file."""
+
+    version: int
+    flags: int
+    first_seq: int
+    prev_digest: bytes
+
+    @property
+    def keyed(self) -> bool:
+        return bool(self.flags & FLAG_KEYED)
+
+
+@attrs.frozen(slots=True)
+class RecordHeader:
+    """The decoded 28-byte header of a record (tooling and tests)."""
+
+    payload_len: int
+    seq: int
+    time_ns: int
+    batch_left: int
+    header_crc: int
+
+    @property
+    def crc_ok(self) -> bool:
+        return self.header_crc == _crc32(_SIGNED.pack(*attrs.astuple(self)[:4]))
+
+
+def segment_name(first_seq: int) -> str:
+    """The file name of the segment whose first record is ``first_seq``."""
+    return f"{first_seq:020d}.log"
+
+
+def encode_segment_header(first_seq: int, prev_digest: bytes, *, keyed: bool) -> bytes:
+    if len(prev_digest) != DIGEST_SIZE:
+        raise ValueError("prev_digest must be 32 bytes")
+    if not 1 <= first_seq < 2**64:
+        raise ValueError(f"first_seq out of range: {first_seq}")
+    body = SEGMENT_HEADER_BODY.pack(
+        MAGIC, FORMAT_VERSION, FLAG_KEYED if keyed else 0, 0, first_seq, prev_digest, 0
+    )
+    return body + CRC.pack(_crc32(body))
+
+
+def decode_segment_header(data: bytes | memoryview, path: str) -> SegmentHeader:
+    """Decode and check a segment header; every defect is a CorruptLogError.
+
+    The caller decides beforehand whether a short or all-zero header is a
+    crash during creation (last segment) - this function treats it as
+    corruption like anything else.
+    """
+    if len(data) < SEGMENT_HEADER_SIZE:
+        raise CorruptLogError(path, 0, None, f"segment header truncated ({len(data)} bytes)")
+    magic, version, flags, res1, first_seq, prev, res2 = SEGMENT_HEADER_BODY.unpack_from(data, 0)
+    (crc,) = CRC.unpack_from(data, 60)
+    if magic != MAGIC:
+        raise CorruptLogError(path, 0, None, f"wrong magic {bytes(magic)!r} (expected {MAGIC!r})")
+    if crc != _crc32(data[:60]):
+        raise CorruptLogError(path, 60, None, "segment header crc mismatch")
+    if version != FORMAT_VERSION:
+        raise CorruptLogError(path, 8, None, f"unsupported format version {version}")
+    if flags & ~KNOWN_FLAGS:
+        raise CorruptLogError(path, 10, None, f"unknown segment flags {flags:#06x}")
+    if res1 or res2:
+        raise CorruptLogError(path, 12 if res1 else 56, None, "reserved header field is not zero")
+    if first_seq < 1:
+        raise CorruptLogError(path, 16, None, "first_seq is 0")
+    if first_seq == 1 and prev != ZERO_DIGEST:
+        raise CorruptLogError(path, 24, 1, "genesis segment has a non-zero prev_digest")
+    return SegmentHeader(version, flags, first_seq, bytes(prev))
+
+
+def chain_digest(
+    prev_digest: bytes, signed_header: bytes | memoryview, payload: bytes | memoryview, key: bytes
+) -> bytes:
+    """The chain digest of a record: blake2b-256 over prev + 24 header bytes + payload.
+
+    With a key it is a MAC: without the key nobody can forge a record that
+    chains, so a keyed log's history cannot be rewritten even by someone who
+    can write the files.
+    """
+    return _blake2b(
+        prev_digest + bytes(signed_header) + bytes(payload), digest_size=DIGEST_SIZE, key=key
+    ).digest()
+
+
+def encode_record(
+    prev_digest: bytes, seq: int, time_ns: int, batch_left: int, payload: bytes, key: bytes
+) -> tuple[bytes, bytes]:
+    """Encode one record; returns (record bytes, chain digest after it)."""
+    signed = _SIGNED.pack(len(payload), seq, time_ns, batch_left)
+    digest = _blake2b(prev_digest + signed + payload, digest_size=DIGEST_SIZE, key=key).digest()
+    tail = payload + digest
+    return (
+        b"".join((signed, CRC.pack(_crc32(signed)), tail, CRC.pack(_crc32(tail)))),
+        digest,
+    )
+
+
+def decode_record_header(data: bytes | memoryview, offset: int = 0) -> RecordHeader:
+    """Decode a record header (no checks; see ``RecordHeader.crc_ok``)."""
+    return RecordHeader(*RECORD_HEADER.unpack_from(data, offset))
+
+
+def pack_payload(payload: dict[str, Any]) -> bytes:
+    """msgpack a payload the way every writer must (bin type for bytes)."""
+    data: bytes = msgpack.packb(payload, use_bin_type=True)
+    return data
+
+
+def unpack_payload(data: bytes | memoryview) -> dict[str, Any]:
+    """Decode a payload with the reader's hostile-input settings.
+
+    ``unpackb`` bounds every str/bin/array/map/ext length by ``len(data)``
+    (itself bounded by max_record_bytes), so a crafted header claiming 2**31
+    entries is refused before anything is allocated; ``raw=False`` insists
+    on utf-8 strings and ``strict_map_key=True`` on str/bytes map keys. Any
+    failure is a ValueError whose text says why; callers add the location.
+    """
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises many types on hostile bytes
+        detail = str(exc)[:120]
+        raise ValueError(f"payload is not valid msgpack ({type(exc).__name__}: {detail})") from None
+    if type(obj) is not dict:
+        raise ValueError(f"payload is a {type(obj).__name__}, not a map")
+    return obj

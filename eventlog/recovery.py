@@ -1,0 +1,203 @@
+"""Writer-open recovery: find the end of the log and repair a torn tail.
+
+Only the LAST segment is examined when a writer opens (opening must stay
+cheap; ``verify`` checks the rest). The shared scanner walks it, checking
+framing, crcs and the chain (payloads are not decoded here: readers and
+``verify`` do that), and classifies its end exactly as readers do:
+
+- clean: nothing to do;
+- torn (FORMAT.md, "Torn tails and corruption": short header, zero-filled
+  tail, short record, crc failure with a zeroed sector and only zeros
+  after, incomplete batch): the bytes from the cut point to EOF are copied
+  to ``<segment>.broken`` (fsynced), the segment is truncated to the cut
+  point, the segment and the directory are fsynced and a warning is
+  logged. A cut inside a batch goes back to the batch's start, so a batch
+  is all-or-nothing;
+- a last segment whose header is incomplete or all zeros (a crash between
+  creating the file and syncing its header, during rotation): the file is
+  renamed to ``<segment>.broken`` and the segment recreated with a proper
+  header (its ``prev_digest`` taken from the previous segment);
+- anything else raises CorruptLogError and the log is left untouched: a
+  human must look at it. Nothing is ever silently dropped.
+
+Why copy the cut bytes rather than just truncate: the cut is a judgement
+made by a heuristic (the torn-write rule); if it was wrong, the bytes are
+still there for a person or a court to see.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import attrs
+
+from .errors import CorruptLogError, EventLogError, KeyRequiredError
+from .format import SEGMENT_HEADER_SIZE, ZERO_DIGEST, SegmentHeader, encode_segment_header
+from .scanner import CLEAN, TORN, ScanState, check_segment_header, scan_records
+from .segments import (
+    SegmentFile,
+    broken_path,
+    fsync_dir,
+    read_file,
+    write_file_durably,
+)
+
+__all__ = ["Tail", "check_key", "recover_tail"]
+
+log = logging.getLogger("eventlog")
+
+#: from_seq that makes the scanner check records without decoding them.
+_NO_DECODE = 2**64
+
+
+@attrs.frozen
+class Tail:
+    """The end of a log as writer-open recovery left it.
+
+    ``size`` is the segment's length after repair (where the next record
+    goes), ``last_seq`` the last whole record (``first_seq - 1`` for an
+    empty segment) and ``digest`` the chain digest after it. ``repair``
+    describes what was cut, or is empty.
+    """
+
+    segment: SegmentFile
+    header: SegmentHeader
+    size: int
+    last_seq: int
+    digest: bytes
+    repair: str = ""
+
+
+def check_key(header: SegmentHeader, key: bytes | None, path: str) -> None:
+    """A writer must hold the key of a keyed log and must not key an unkeyed one."""
+    if header.keyed and key is None:
+        raise KeyRequiredError(
+            f"event log segment {path} is keyed (its chain is a MAC): open it with its key"
+        )
+    if not header.keyed and key is not None:
+        raise EventLogError(
+            f"event log segment {path} is not keyed but a key was given: a log's keying "
+            "is fixed when it is created"
+        )
+
+
+def _scan_segment(
+    seg: SegmentFile,
+    data: bytes,
+    header: SegmentHeader,
+    *,
+    key: bytes,
+    is_last: bool,
+    max_record_bytes: int,
+) -> ScanState:
+    state = ScanState(SEGMENT_HEADER_SIZE, header.first_seq, header.prev_digest)
+    for _ in scan_records(
+        data,
+        0,
+        SEGMENT_HEADER_SIZE,
+        state,
+        path=seg.path,
+        name=seg.name,
+        key=key,
+        is_last=is_last,
+        max_record_bytes=max_record_bytes,
+        from_seq=_NO_DECODE,
+    ):
+        pass
+    return state
+
+
+def _recreate_segment(
+    directory: str,
+    segments: list[SegmentFile],
+    data: bytes,
+    *,
+    key: bytes | None,
+    max_record_bytes: int,
+) -> Tail:
+    """The last segment's header never made it to disk: set it aside, write it anew."""
+    seg = segments[-1]
+    if len(segments) > 1:
+        prev_seg = segments[-2]
+        prev_data = read_file(prev_seg.path)
+        prev_header = check_segment_header(
+            prev_data, prev_seg.path, prev_seg.first_seq, is_last=False
+        )
+        assert prev_header is not None
+        check_key(prev_header, key, prev_seg.path)
+        state = _scan_segment(
+            prev_seg,
+            prev_data,
+            prev_header,
+            key=key or b"",
+            is_last=False,
+            max_record_bytes=max_record_bytes,
+        )
+        if state.seq != seg.first_seq:
+            raise CorruptLogError(
+                seg.path,
+                0,
+                state.seq,
+                f"segment named for seq {seg.first_seq} follows a segment ending at seq "
+                f"{state.seq - 1}",
+            )
+        prev_digest = state.digest
+    else:
+        prev_digest = ZERO_DIGEST
+    moved = broken_path(seg.path)
+    os.rename(seg.path, moved)
+    fsync_dir(directory)
+    header_bytes = encode_segment_header(seg.first_seq, prev_digest, keyed=key is not None)
+    write_file_durably(seg.path, header_bytes)
+    fsync_dir(directory)
+    repair = (
+        f"segment {seg.name} had an incomplete header ({len(data)} bytes; crash while it was "
+        f"created): moved to {os.path.basename(moved)} and recreated"
+    )
+    log.warning("event log %s: %s", directory, repair)
+    header = check_segment_header(header_bytes, seg.path, seg.first_seq, is_last=False)
+    assert header is not None
+    return Tail(seg, header, SEGMENT_HEADER_SIZE, seg.first_seq - 1, prev_digest, repair)
+
+
+def recover_tail(
+    directory: str,
+    segments: list[SegmentFile],
+    *,
+    key: bytes | None,
+    max_record_bytes: int,
+) -> Tail:
+    """Check the last segment, repair a torn tail, return where appends continue."""
+    seg = segments[-1]
+    data = read_file(seg.path)
+    header = check_segment_header(data, seg.path, seg.first_seq, is_last=True)
+    if header is None:
+        return _recreate_segment(
+            directory, segments, data, key=key, max_record_bytes=max_record_bytes
+        )
+    check_key(header, key, seg.path)
+    state = _scan_segment(
+        seg, data, header, key=key or b"", is_last=True, max_record_bytes=max_record_bytes
+    )
+    repair = ""
+    if state.end == TORN:
+        cut = state.offset
+        moved = broken_path(seg.path)
+        write_file_durably(moved, data[cut:])
+        fsync_dir(directory)
+        fd = os.open(seg.path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, cut)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(directory)
+        repair = (
+            f"cut torn tail of {seg.name}: {len(data) - cut} bytes from offset {cut} "
+            f"({state.reason}); copied to {os.path.basename(moved)}"
+        )
+        log.warning("event log %s: %s", directory, repair)
+    else:
+        assert state.end == CLEAN, state.end
+    return Tail(seg, header, state.offset, state.seq - 1, state.digest, repair)

@@ -1,0 +1,155 @@
+"""``verify(directory)``: check a whole log and report, never raise on bad data.
+
+verify walks every segment from seq 1 with the same scanner as readers and
+writer-open recovery, decoding every payload, and checks:
+
+- framing, both crcs and the chain digest of every record (the chain only
+  when it can be checked: a keyed log needs its key);
+- gapless seqs from 1, segment names against headers, continuity of seq and
+  digest across segments, a consistent keyed flag, batches whole;
+- with ``head`` (a digest an auditor recorded earlier): that some record's
+  digest equals it, i.e. today's log still extends the history that was
+  seen then. If not, history was rewritten (or cut back past it).
+
+A torn tail in the last segment - what a crash leaves, and what the next
+writer-open will cut - is reported as ``torn_tail`` (bytes) with ``ok`` still
+True. Unlike a reader, verify treats a failing last record that has no
+zeroed sector as corruption, exactly as writer-open recovery does.
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+
+from .errors import CorruptLogError
+from .format import DEFAULT_MAX_RECORD_BYTES, ZERO_DIGEST
+from .reader import SegmentWalk
+
+__all__ = ["Problem", "VerifyReport", "verify"]
+
+NOT_CHECKED_NOTE = "chain not checked: keyed log, no key"
+
+
+@attrs.frozen
+class Problem:
+    """What is wrong and where: the fields of a CorruptLogError."""
+
+    segment: str
+    offset: int
+    seq: int | None
+    reason: str
+
+    @classmethod
+    def from_error(cls, err: CorruptLogError) -> Problem:
+        return cls(err.segment, err.offset, err.seq, err.reason)
+
+    def __str__(self) -> str:
+        return str(CorruptLogError(self.segment, self.offset, self.seq, self.reason))
+
+
+@attrs.frozen
+class VerifyReport:
+    """The result of ``verify``.
+
+    ``ok`` is False exactly when ``problem`` is set. ``records`` counts the
+    whole records checked (up to the problem, if any), ``first_seq`` and
+    ``last_seq`` bound them (None and 0 for an empty log), ``head`` is the
+    hex chain digest after ``last_seq``. ``torn_tail`` is the number of bytes
+    at the end of the last segment that a crash left (not a problem).
+    ``chain_checked`` is False for a keyed log verified without its key
+    (``notes`` then says so).
+    """
+
+    ok: bool
+    records: int
+    segments: int
+    first_seq: int | None
+    last_seq: int
+    head: str
+    problem: Problem | None
+    chain_checked: bool
+    torn_tail: int = 0
+    torn_reason: str = ""
+    notes: tuple[str, ...] = ()
+
+
+def verify(
+    directory: str | os.PathLike[str],
+    *,
+    key: bytes | None = None,
+    head: bytes | str | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> VerifyReport:
+    """Check every byte of the log at ``directory``; see the module docstring.
+
+    Raises EventLogError only when there is no log to check (missing
+    directory, no segment files); corrupt data always yields a report.
+    ``head`` may be the 32 digest bytes or their hex.
+    """
+    wanted: bytes | None
+    if isinstance(head, str):
+        try:
+            wanted = bytes.fromhex(head)
+        except ValueError:
+            raise ValueError(f"head is not a hex digest: {head!r}") from None
+    else:
+        wanted = head
+    found = wanted is not None and wanted == ZERO_DIGEST
+    try:
+        walk = SegmentWalk(
+            os.fspath(directory),
+            key=key,
+            lenient=False,
+            max_record_bytes=max_record_bytes,
+            whole_history=True,
+        )
+    except CorruptLogError as err:
+        return VerifyReport(
+            ok=False,
+            records=0,
+            segments=0,
+            first_seq=None,
+            last_seq=0,
+            head=ZERO_DIGEST.hex(),
+            problem=Problem.from_error(err),
+            chain_checked=False,
+        )
+    problem: Problem | None = None
+    records = 0
+    last_seq = 0
+    last_digest = ZERO_DIGEST
+    try:
+        for record in walk.records():
+            records += 1
+            last_seq = record.seq
+            last_digest = record.digest
+            if not found and record.digest == wanted:
+                found = True
+    except CorruptLogError as err:
+        problem = Problem.from_error(err)
+    if problem is None and wanted is not None and not found:
+        problem = Problem(
+            walk.directory,
+            0,
+            None,
+            f"history rewritten: head {wanted.hex()} not found in the log",
+        )
+    notes: list[str] = []
+    if not walk.chain_checked:
+        notes.append(NOT_CHECKED_NOTE)
+    torn = walk.torn
+    return VerifyReport(
+        ok=problem is None,
+        records=records,
+        segments=len(walk.segments),
+        first_seq=1 if records else None,
+        last_seq=last_seq,
+        head=last_digest.hex(),
+        problem=problem,
+        chain_checked=walk.chain_checked,
+        torn_tail=torn.size if torn is not None and problem is None else 0,
+        torn_reason=torn.reason if torn is not None and problem is None else "",
+        notes=tuple(notes),
+    )
