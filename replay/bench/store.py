@@ -1,0 +1,520 @@
+"""Benchmarks of the sandbox Store against raw references measured in the same run.
+
+Run: ``python -m replay.bench.store [--quick] [--dir DIR]``.
+
+===========================================  =========================================  =========
+figure                                       reference                                  target
+===========================================  =========================================  =========
+durable add (Store.add, durability always)   bare os.write + fdatasync loop, same size  >= 0.5
+replay N events into the projection          bare msgpack.Unpacker over the same        >= 0.3
+(eventlog.read: crc + chain, then apply)     payloads
+replay, apply only (projection fold)         bare msgpack.Unpacker                      (info)
+our append, 1 event per durable append       eventsourcing + SQLite file (WAL), 1       (info)
+                                             event per save
+our replay (read + apply), events/s          eventsourcing rebuild of the same          >= 10
+                                             aggregate history (repository.get)
+Store.open, snapshot at 99% of the log       Store.open, full replay                    <= 0.05
+===========================================  =========================================  =========
+
+The workload is a node's life: sandboxes are added READY (with a realistic
+CRI config), get several StatusUpdated events (pid changes, stop), and are
+deleted, with about ``live`` sandboxes alive at any time - so a snapshot
+holds a node's worth of sandboxes while the log grows without bound. Events
+are built by ``sandbox.events``, i.e. exactly what the Store writes.
+
+The add target (0.5 of a bare write+fdatasync loop) is this module's own
+choice: an add is one validated event, one msgpack encode, one record with
+checksum and chain digest, one fdatasync, one projection apply.
+
+Absolute figures depend on the machine (a VM's write-back cache makes
+fdatasync cheap); compare ratios. Each ``bench_*`` function returns rows
+(dicts with ``name``, ``value``, ``unit``, ``reference_name``,
+``reference_value``, ``ratio``, ``target``) like ``replay.bench.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgpack
+
+import eventlog
+from eventlog import EventLog
+from sandbox import events as ev
+from sandbox import snapshot
+from sandbox.config import (
+    DNSConfig,
+    LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext,
+    NamespaceOption,
+    PodSandboxConfig,
+    PodSandboxMetadata,
+    PortMapping,
+)
+from sandbox.metadata import Metadata
+from sandbox.projection import Projection
+from sandbox.sandbox import Sandbox
+from sandbox.status import State, Status
+from sandbox.store import Store
+
+Row = dict[str, Any]
+
+__all__ = [
+    "bench_durable_add",
+    "bench_eventsourcing",
+    "bench_open_snapshot",
+    "bench_replay",
+    "format_table",
+    "main",
+    "run_all",
+    "workload",
+    "write_workload",
+]
+
+
+def _row(
+    name: str,
+    value: float,
+    reference_name: str,
+    reference_value: float | None,
+    target: float | str | None,
+    unit: str = "events/s",
+    ratio: float | None = None,
+) -> Row:
+    if ratio is None and reference_value:
+        ratio = value / reference_value
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "reference_name": reference_name,
+        "reference_value": reference_value,
+        "ratio": ratio,
+        "target": target,
+    }
+
+
+@contextlib.contextmanager
+def _scratch(parent: str | None) -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="store-bench-", dir=parent)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the workload --------------------------------------------------------------
+
+
+def _metadata(i: int) -> Metadata:
+    uid = f"{i:08x}-7c1e-4b5a-9d2f-{i:012x}"
+    name = f"web-{i % 997}-{i:x}"
+    config = PodSandboxConfig(
+        metadata=PodSandboxMetadata(name=name, uid=uid, namespace="default", attempt=0),
+        hostname=name,
+        log_directory=f"/var/log/pods/default_{name}_{uid}",
+        dns_config=DNSConfig(
+            servers=("10.96.0.10",),
+            searches=("default.svc.cluster.local", "svc.cluster.local", "cluster.local"),
+            options=("ndots:5",),
+        ),
+        port_mappings=(PortMapping(container_port=8080, host_port=0),),
+        labels={"app": "web", "io.kubernetes.pod.name": name},
+        annotations={"kubernetes.io/config.seen": "2024-01-01T00:00:00Z"},
+        linux=LinuxPodSandboxConfig(
+            cgroup_parent=f"/kubepods/besteffort/pod{uid}",
+            security_context=LinuxSandboxSecurityContext(
+                namespace_options=NamespaceOption(host_network=False)
+            ),
+        ),
+    )
+    return Metadata(f"{i:064x}", f"{name}_default_{uid}_0", config)
+
+
+def workload(count: int, *, live: int = 5000, seed: int = 7) -> Iterator[dict[str, Any]]:
+    """``count`` store events: adds, ~8 status updates per sandbox, deletes."""
+    rng = random.Random(seed)
+    env = ev.Envelope("bench")
+    alive: list[int] = []
+    next_id = 0
+    meta_cache: dict[int, Metadata] = {}
+    made = 0
+    base = 1_700_000_000_000_000_000
+    while made < count:
+        r = rng.random()
+        if not alive or (len(alive) < live and r < 0.1):
+            i = next_id
+            next_id += 1
+            md = meta_cache.get(i % 1024)
+            md = Metadata(f"{i:064x}", f"sb-{i}", (md or _metadata(i % 1024)).config)
+            meta_cache.setdefault(i % 1024, md)
+            alive.append(i)
+            yield ev.sandbox_added(env(), md, Status(State.READY, pid=1000 + i, created_at=base))
+        elif r < 0.9 or len(alive) < live // 2:
+            i = alive[rng.randrange(len(alive))]
+            status = Status(State.READY, pid=1000 + made % 50000, created_at=base)
+            yield ev.status_updated(env(), f"{i:064x}", status)
+        else:
+            i = alive.pop(rng.randrange(len(alive)))
+            yield ev.sandbox_deleted(env(), f"{i:064x}")
+        made += 1
+
+
+def write_workload(directory: str, count: int, *, chunk: int = 1000) -> list[bytes]:
+    """Write ``count`` workload events to a log in ``directory``; their packed payloads."""
+    packed: list[bytes] = []
+    batch: list[dict[str, Any]] = []
+    packb = msgpack.packb
+    with EventLog.open(directory, durability="none") as log:
+        for event in workload(count):
+            batch.append(event)
+            packed.append(packb(event, use_bin_type=True))
+            if len(batch) >= chunk:
+                log.append_batch(batch)
+                batch = []
+        if batch:
+            log.append_batch(batch)
+    return packed
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def raw_unpacker_rate(directory: str, packed: list[bytes]) -> float:
+    """events/s of a bare streaming msgpack.Unpacker over a file of the payloads."""
+    path = os.path.join(directory, "payloads.msgpack")
+    with open(path, "wb") as f:
+        f.write(b"".join(packed))
+
+    def loop() -> None:
+        n = 0
+        with open(path, "rb") as f:
+            for _ in msgpack.Unpacker(f, raw=False, read_size=1 << 20):
+                n += 1
+        assert n == len(packed)
+
+    rate = len(packed) / _timed(loop)
+    os.unlink(path)
+    return rate
+
+
+# -- durable add -----------------------------------------------------------------
+
+
+def bench_durable_add(parent: str | None = None, count: int = 2000) -> list[Row]:
+    """Store.add with durability "always" vs a bare write+fdatasync loop, same record size."""
+    with _scratch(parent) as d:
+        sandboxes = [
+            Sandbox(_metadata(i), Status(State.READY, pid=i, created_at=1)) for i in range(count)
+        ]
+        size = len(
+            msgpack.packb(
+                ev.sandbox_added(ev.Envelope()(), sandboxes[0].metadata, sandboxes[0].status),
+                use_bin_type=True,
+            )
+        )
+        record = b"x" * (size + 64)
+        fd = os.open(os.path.join(d, "raw.bin"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+
+            def raw_loop() -> None:
+                for _ in range(count):
+                    os.write(fd, record)
+                    os.fdatasync(fd)
+
+            raw = count / _timed(raw_loop)
+        finally:
+            os.close(fd)
+        with Store.open(
+            os.path.join(d, "state"), netns_dir=os.path.join(d, "netns"), durability="always"
+        ) as store:
+
+            def add_loop() -> None:
+                for sb in sandboxes:
+                    store.add(sb)
+
+            value = count / _timed(add_loop)
+    return [
+        _row(
+            f"durable add ({size} B event)",
+            value,
+            "raw os.write+fdatasync loop",
+            raw,
+            0.5,
+            unit="adds/s",
+        )
+    ]
+
+
+# -- replay ------------------------------------------------------------------------
+
+
+def _replay(logdir: str) -> Projection:
+    proj = Projection()
+    snapshot.replay(eventlog.read(logdir), proj)
+    return proj
+
+
+def bench_replay(
+    parent: str | None = None, count: int = 1_000_000, logdir: str | None = None
+) -> list[Row]:
+    """Replay of a ``count``-event log (read + check + apply) vs a bare Unpacker."""
+    with _scratch(parent) as d:
+        if logdir is None:
+            logdir = os.path.join(d, "log")
+            packed = write_workload(logdir, count)
+        else:
+            packed = [msgpack.packb(r.payload, use_bin_type=True) for r in eventlog.read(logdir)]
+        raw = raw_unpacker_rate(d, packed)
+        full = count / _timed(lambda: _replay(logdir))
+        payloads = [r.payload for r in eventlog.read(logdir)]
+
+        def apply_only() -> None:
+            proj = Projection()
+            was = gc.isenabled()
+            gc.disable()
+            try:
+                apply = proj.apply
+                for seq, payload in enumerate(payloads, 1):
+                    apply(seq, payload)
+            finally:
+                if was:
+                    gc.enable()
+
+        fold = count / _timed(apply_only)
+    return [
+        _row(f"replay {count:,} events (read+apply)", full, "raw msgpack.Unpacker", raw, 0.3),
+        _row(f"replay {count:,} events (apply only)", fold, "raw msgpack.Unpacker", raw, None),
+    ]
+
+
+# -- eventsourcing (the peer) ------------------------------------------------------
+
+
+_ES_AGGREGATE: Any = None
+
+
+def _es_aggregate_class() -> Any:
+    """The eventsourcing aggregate for the workload, defined once per process
+    (eventsourcing refuses a second class under the same topic)."""
+    global _ES_AGGREGATE
+    from eventsourcing.utils import get_topic, register_topic
+
+    if _ES_AGGREGATE is not None:
+        # Someone may have cleared eventsourcing's topic cache since (the runner
+        # does between repetitions): register the class and its event classes
+        # again, or a rebuild could not resolve them (they are function-local).
+        for obj in [_ES_AGGREGATE, *vars(_ES_AGGREGATE).values()]:
+            if isinstance(obj, type):
+                register_topic(get_topic(obj), obj)
+        return _ES_AGGREGATE
+    from eventsourcing.domain import Aggregate, event
+
+    class SandboxStoreAggregate(Aggregate):
+        def __init__(self) -> None:
+            self.sandboxes: dict[str, Any] = {}
+
+        @event("Added")
+        def add(self, sandbox_id: str, metadata: dict[str, Any], status: dict[str, Any]) -> None:
+            self.sandboxes[sandbox_id] = (metadata, status)
+
+        @event("StatusUpdated")
+        def update_status(self, sandbox_id: str, status: dict[str, Any]) -> None:
+            if sandbox_id in self.sandboxes:
+                self.sandboxes[sandbox_id] = (self.sandboxes[sandbox_id][0], status)
+
+        @event("Deleted")
+        def delete(self, sandbox_id: str) -> None:
+            self.sandboxes.pop(sandbox_id, None)
+
+    _ES_AGGREGATE = SandboxStoreAggregate
+    return _ES_AGGREGATE
+
+
+def bench_eventsourcing(
+    parent: str | None = None, count: int = 10_000, ours_replay: float | None = None
+) -> list[Row]:
+    """Append and rebuild the same workload with eventsourcing on an SQLite file (WAL).
+
+    eventsourcing models the store as one aggregate whose events are the
+    store's (Added / StatusUpdated / Deleted, same fields); each command is one
+    ``app.save`` (one durable transaction), as each of ours is one durable
+    append; the rebuild is ``repository.get`` of that aggregate. Our replay
+    figure is measured on the same ``count`` events unless ``ours_replay`` is
+    given (e.g. from the 1M-event run).
+    """
+    from eventsourcing.application import Application
+
+    aggregate_class = _es_aggregate_class()
+    events = list(workload(count))
+    with _scratch(parent) as d:
+        app: Application[Any] = Application(
+            env={
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": os.path.join(d, "es.sqlite"),
+            }
+        )
+        agg = aggregate_class()
+        app.save(agg)
+
+        def es_append() -> None:
+            for e in events:
+                kind = e["type"]
+                if kind == ev.SANDBOX_ADDED:
+                    agg.add(e["id"], e["metadata"], e["status"])
+                elif kind == ev.STATUS_UPDATED:
+                    agg.update_status(e["id"], e["status"])
+                else:
+                    agg.delete(e["id"])
+                app.save(agg)
+
+        es_append_rate = count / _timed(es_append)
+        rebuilt: list[Any] = []
+        es_rebuild_rate = count / _timed(lambda: rebuilt.append(app.repository.get(agg.id)))
+        assert len(rebuilt[0].sandboxes) == len(agg.sandboxes)
+        app.close()
+
+        logdir = os.path.join(d, "log")
+        with EventLog.open(logdir, durability="always") as log:
+
+            def our_append() -> None:
+                for e in events:
+                    log.append(e)
+
+            our_append_rate = count / _timed(our_append)
+        if ours_replay is None:
+            ours_replay = count / _timed(lambda: _replay(logdir))
+    return [
+        _row(
+            "append, 1 event per durable write",
+            our_append_rate,
+            "eventsourcing SQLite file, 1 event/save",
+            es_append_rate,
+            None,
+        ),
+        _row(
+            "replay (read + apply)",
+            ours_replay,
+            f"eventsourcing rebuild, same {count:,} events",
+            es_rebuild_rate,
+            10.0,
+        ),
+    ]
+
+
+# -- Store.open with a snapshot -----------------------------------------------------
+
+
+def bench_open_snapshot(
+    parent: str | None = None, count: int = 1_000_000, logdir: str | None = None
+) -> list[Row]:
+    """Store.open with a snapshot at 99% of the log vs Store.open with a full replay."""
+    with _scratch(parent) as d:
+        state = os.path.join(d, "state")
+        netns_dir = os.path.join(d, "netns")
+        if logdir is None:
+            write_workload(state, count)
+        else:
+            shutil.copytree(logdir, state)
+        at = count * 99 // 100
+        proj = Projection(netns_dir)
+        records = eventlog.read(state, to_seq=at)
+        head = b""
+        for rec in records:
+            proj.apply(rec.seq, rec.payload)
+            head = rec.digest
+        snap_path = snapshot.write_snapshot(state, at, snapshot.encode(proj, head))
+
+        def open_close() -> Store:
+            with Store.open(state, netns_dir=netns_dir, durability="none") as store:
+                return store
+
+        with_snap = _timed(open_close)
+        opened = open_close()
+        assert opened.load_result is not None and opened.load_result.snapshot == snap_path
+        os.rename(snap_path, snap_path + ".off")
+        full = _timed(open_close)
+    return [
+        _row(
+            f"Store.open {count:,} events, snapshot at 99%",
+            with_snap,
+            "Store.open, full replay",
+            full,
+            "<= 0.05",
+            unit="s",
+            ratio=with_snap / full,
+        )
+    ]
+
+
+# -- all --------------------------------------------------------------------------
+
+
+def run_all(*, quick: bool = False, parent: str | None = None) -> list[Row]:
+    """Every benchmark of this module; ``quick`` shrinks the counts."""
+    n = 200_000 if quick else 1_000_000
+    rows = bench_durable_add(parent, 500 if quick else 2000)
+    with _scratch(parent) as d:
+        logdir = os.path.join(d, "log")
+        write_workload(logdir, n)
+        replay_rows = bench_replay(parent, n, logdir=logdir)
+        rows += replay_rows
+        # Our replay is measured again on the same events as eventsourcing's
+        # rebuild, back to back, so both see the same machine load.
+        rows += bench_eventsourcing(parent, 2_000 if quick else 10_000)
+        rows += bench_open_snapshot(parent, n, logdir=logdir)
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    lines = [
+        f"{'benchmark':<44} {'value':>12}  {'reference':<40} {'ref value':>12} "
+        f"{'ratio':>7} {'target':>8}  ok"
+    ]
+    for r in rows:
+        ratio, target, ref = r["ratio"], r["target"], r["reference_value"]
+        if target is None or ratio is None:
+            ok = "-"
+        elif isinstance(target, str) and target.startswith("<="):
+            ok = "yes" if ratio <= float(target[2:]) else "NO"
+        else:
+            ok = "yes" if ratio >= float(target) else "NO"
+        unit = r["unit"]
+        value = f"{r['value']:,.3f} s" if unit == "s" else f"{r['value']:,.0f}"
+        refv = "-" if not ref else (f"{ref:,.3f} s" if unit == "s" else f"{ref:,.0f}")
+        shown_target = (
+            "-" if target is None else (target if isinstance(target, str) else f">={target:g}")
+        )
+        lines.append(
+            f"{r['name']:<44} {value:>12}  {r['reference_name']:<40} {refv:>12} "
+            f"{(f'{ratio:.3f}' if ratio is not None else '-'):>7} {shown_target:>8}  {ok}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m replay.bench.store", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="200k events instead of 1M")
+    parser.add_argument("--dir", default=None, help="scratch directory (default: system temp)")
+    args = parser.parse_args(argv)
+    rows = run_all(quick=args.quick, parent=args.dir)
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Sandbox ids and names: validation, prefix lookup, and the name registrar.
+
+* ``validate_id``: a str of 1..``MAX_ID_LENGTH`` (128) characters with no
+  whitespace, no control character, no ``/`` and no NUL. containerd's ids are
+  64 hex digits; 128 leaves room for other schemes while keeping an id usable
+  as a file name component (and ``/`` or NUL would make it a path, whitespace
+  breaks every line-oriented tool an operator points at the log).
+* ``validate_name``: a str of 1..``MAX_NAME_LENGTH`` (1024) characters without
+  NUL. containerd's names are ``<name>_<namespace>_<uid>_<attempt>``, at most a
+  few hundred characters with Kubernetes' own limits.
+* ``TruncIndex`` (containerd's truncindex): an exact id wins, a unique prefix
+  resolves, an ambiguous one raises ``AmbiguousPrefixError``, an empty one
+  ``InvalidIDError``. A set answers exact lookups; a sorted list (built
+  lazily, then kept sorted with bisect) answers prefix lookups in O(log n),
+  so a replay that adds a million ids never pays for keeping it sorted.
+* ``Registrar`` (containerd's name registrar): names are reserved one to one.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+
+from sandbox.errors import AlreadyExistsError, AmbiguousPrefixError, InvalidIDError, NotFoundError
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "MAX_NAME_LENGTH",
+    "Registrar",
+    "TruncIndex",
+    "validate_id",
+    "validate_name",
+]
+
+MAX_ID_LENGTH = 128
+MAX_NAME_LENGTH = 1024
+
+
+def _show(value: str, limit: int = 80) -> str:
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} chars)"
+
+
+def validate_id(value: object) -> str:
+    """Return ``value`` if it is a valid sandbox id, else raise ``InvalidIDError``."""
+    if not isinstance(value, str):
+        raise InvalidIDError(f"sandbox id must be a str, got {type(value).__name__}")
+    if not value:
+        raise InvalidIDError("sandbox id must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidIDError(
+            f"sandbox id {_show(value)} is {len(value)} characters; at most {MAX_ID_LENGTH} allowed"
+        )
+    # Fast path: the usual id is lowercase hex / ASCII word characters.
+    if value.isascii() and value.isprintable() and " " not in value and "/" not in value:
+        return value
+    for ch in value:
+        if ch == "/" or ch.isspace() or not ch.isprintable():
+            raise InvalidIDError(
+                f"sandbox id {_show(value)} contains {ch!r}; "
+                "expected no whitespace, '/', NUL or control characters"
+            )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidIDError(f"sandbox id {_show(value)} is not valid unicode text") from None
+    return value
+
+
+def validate_name(value: object) -> str:
+    """Return ``value`` if it is a valid sandbox name, else raise ``InvalidIDError``."""
+    if not isinstance(value, str):
+        raise InvalidIDError(f"sandbox name must be a str, got {type(value).__name__}")
+    if not value:
+        raise InvalidIDError("sandbox name must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidIDError(
+            f"sandbox name {_show(value)} is {len(value)} characters; "
+            f"at most {MAX_NAME_LENGTH} allowed"
+        )
+    if "\x00" in value:
+        raise InvalidIDError(f"sandbox name {_show(value)} contains NUL")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidIDError(f"sandbox name {_show(value)} is not valid unicode text") from None
+    return value
+
+
+class TruncIndex:
+    """Resolve ids from unique prefixes (containerd's truncindex). Not thread-safe:
+    the owner (the projection) serialises access."""
+
+    __slots__ = ("_ids", "_sorted")
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+        # None until the first prefix lookup: a replay adding many ids pays
+        # for one sort at the end instead of an insort per id.
+        self._sorted: list[str] | None = None
+
+    def add(self, sandbox_id: str) -> None:
+        if sandbox_id in self._ids:
+            return
+        self._ids.add(sandbox_id)
+        if self._sorted is not None:
+            bisect.insort(self._sorted, sandbox_id)
+
+    def delete(self, sandbox_id: str) -> None:
+        if sandbox_id not in self._ids:
+            return
+        self._ids.discard(sandbox_id)
+        if self._sorted is not None:
+            i = bisect.bisect_left(self._sorted, sandbox_id)
+            del self._sorted[i]
+
+    def __contains__(self, sandbox_id: object) -> bool:
+        return sandbox_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._ids))
+
+    def get(self, id_or_prefix: str) -> str:
+        """The full id for ``id_or_prefix``; NotFoundError / AmbiguousPrefixError /
+        InvalidIDError (empty or not a str)."""
+        if not isinstance(id_or_prefix, str):
+            raise InvalidIDError(f"sandbox id must be a str, got {type(id_or_prefix).__name__}")
+        if not id_or_prefix:
+            raise InvalidIDError("sandbox id (or prefix) must not be empty")
+        if id_or_prefix in self._ids:
+            return id_or_prefix
+        ids = self._sorted
+        if ids is None:
+            ids = self._sorted = sorted(self._ids)
+        i = bisect.bisect_left(ids, id_or_prefix)
+        if i >= len(ids) or not ids[i].startswith(id_or_prefix):
+            raise NotFoundError(f"no sandbox with id or id prefix {_show(id_or_prefix)}")
+        if i + 1 < len(ids) and ids[i + 1].startswith(id_or_prefix):
+            raise AmbiguousPrefixError(
+                f"id prefix {_show(id_or_prefix)} matches more than one sandbox "
+                f"({ids[i]}, {ids[i + 1]}, ...); give more characters"
+            )
+        return ids[i]
+
+
+class Registrar:
+    """One-to-one name <-> id reservations (containerd's registrar).
+
+    Reserving a name again for the same id is a no-op; for another id it is
+    ``AlreadyExistsError``; an id holds at most one name.
+    """
+
+    __slots__ = ("_by_id", "_by_name")
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, str] = {}
+        self._by_id: dict[str, str] = {}
+
+    def reserve(self, name: str, sandbox_id: str) -> None:
+        holder = self._by_name.get(name)
+        if holder is not None:
+            if holder == sandbox_id:
+                return
+            raise AlreadyExistsError(
+                f"name {_show(name)} is reserved for sandbox {holder}; cannot reserve it "
+                f"for {sandbox_id}"
+            )
+        held = self._by_id.get(sandbox_id)
+        if held is not None:
+            raise AlreadyExistsError(
+                f"sandbox {sandbox_id} already holds name {_show(held)}; cannot also reserve "
+                f"{_show(name)}"
+            )
+        self._by_name[name] = sandbox_id
+        self._by_id[sandbox_id] = name
+
+    def release_by_name(self, name: str) -> None:
+        sandbox_id = self._by_name.pop(name, None)
+        if sandbox_id is not None:
+            self._by_id.pop(sandbox_id, None)
+
+    def release_by_id(self, sandbox_id: str) -> None:
+        name = self._by_id.pop(sandbox_id, None)
+        if name is not None:
+            self._by_name.pop(name, None)
+
+    def get_id(self, name: str) -> str | None:
+        return self._by_name.get(name)
+
+    def get_name(self, sandbox_id: str) -> str | None:
+        return self._by_id.get(sandbox_id)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __len__(self) -> int:
+        return len(self._by_name)

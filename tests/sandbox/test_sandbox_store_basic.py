@@ -1,0 +1,386 @@
+"""The seed's semantics (containerd's sandbox store tests), on a real log."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import pytest
+
+import eventlog
+from sandbox import (
+    AlreadyExistsError,
+    AmbiguousPrefixError,
+    InvalidIDError,
+    InvalidTransitionError,
+    NotFoundError,
+    Sandbox,
+    State,
+    Status,
+    Store,
+    StoreClosedError,
+    StoreError,
+)
+from sandbox.ids import MAX_ID_LENGTH, Registrar, TruncIndex, validate_id, validate_name
+from sandbox.status import check_transition
+
+OpenStore = Callable[..., Store]
+MakeSandbox = Callable[..., Sandbox]
+
+IDS = [
+    "1",  # containerd's test ids: prefixes of each other on purpose
+    "2abcd",
+    "4a333",
+    "4abcd",
+]
+
+
+def test_add_get_list_in_add_order(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    store = open_store(state_dir, durability="none")
+    added = [store.add(make_sandbox(i)) for i in reversed(IDS)]
+    for sb in added:
+        got = store.get(sb.id)
+        assert got == sb
+        assert store[sb.id] == sb
+        assert sb.id in store
+    assert [sb.id for sb in store.list()] == list(reversed(IDS))
+    assert list(store) == list(reversed(IDS))
+    assert len(store) == len(IDS)
+    assert store.get(IDS[1]).name == f"name-{IDS[1]}"  # type: ignore[union-attr]
+
+
+def test_duplicates_are_refused_and_write_nothing(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    store = open_store(state_dir, durability="none")
+    store.add(make_sandbox("aaa", "web"))
+    seq = store.last_seq
+    with pytest.raises(AlreadyExistsError, match="aaa"):
+        store.add(make_sandbox("aaa", "other"))
+    with pytest.raises(AlreadyExistsError, match="web"):
+        store.add(make_sandbox("bbb", "web"))
+    assert store.last_seq == seq
+    assert len(store) == 1
+
+
+def test_delete_then_get_and_name_released(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    store = open_store(state_dir, durability="none")
+    for i in IDS:
+        store.add(make_sandbox(i))
+    store.delete("4a333")
+    assert store.get("4a333") is None
+    assert "4a333" not in store
+    with pytest.raises(NotFoundError, match="4a333"):
+        store["4a333"]
+    assert [sb.id for sb in store.list()] == ["1", "2abcd", "4abcd"]
+    # The name is free again, and a re-add goes to the end.
+    store.add(make_sandbox("4a333"))
+    assert [sb.id for sb in store.list()] == ["1", "2abcd", "4abcd", "4a333"]
+
+
+def test_delete_of_missing_id_is_a_noop_that_writes_nothing(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    store = open_store(state_dir, durability="none")
+    store.add(make_sandbox("abc"))
+    seq = store.last_seq
+    store.delete("zzz")
+    store.delete("abcd")  # longer than any id: no match
+    assert store.last_seq == seq
+    with pytest.raises(InvalidIDError):
+        store.delete("")
+    assert store.last_seq == seq
+    assert [r.seq for r in eventlog.read(state_dir)] == [1]
+
+
+def test_prefix_lookups(state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox) -> None:
+    store = open_store(state_dir, durability="none")
+    for i in [*IDS, "4a"]:
+        store.add(make_sandbox(i))
+    assert store.get("2").id == "2abcd"  # type: ignore[union-attr]  # unique prefix
+    assert store.get("4ab").id == "4abcd"  # type: ignore[union-attr]
+    assert store.get("4a").id == "4a"  # type: ignore[union-attr]  # exact id wins
+    assert store.get("1").id == "1"  # type: ignore[union-attr]
+    with pytest.raises(AmbiguousPrefixError, match="'4'"):
+        store.get("4")
+    assert store.get("5") is None
+    with pytest.raises(InvalidIDError):
+        store.get("")
+    with pytest.raises(AmbiguousPrefixError):
+        store["4"]
+    assert "4" not in store
+    # Commands take prefixes too.
+    store.update_status("2a", lambda old: attrs.evolve(old, state=State.NOTREADY))
+    assert store["2abcd"].status.state is State.NOTREADY
+    store.delete("4ab")
+    assert store.get("4abcd") is None
+    seq = store.last_seq
+    with pytest.raises(AmbiguousPrefixError):
+        store.delete("4")
+    assert store.last_seq == seq
+
+
+def test_update_status_follows_the_state_machine(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    store = open_store(state_dir, durability="none")
+    store.add(make_sandbox("s1", pid=10))
+    new = store.update_status("s1", lambda old: attrs.evolve(old, pid=42))
+    assert new.pid == 42 and new.state is State.READY
+    assert store["s1"].status == new
+    store.update_status("s1", lambda old: attrs.evolve(old, state=State.UNKNOWN))
+    stopped = store.update_status(
+        "s1",
+        lambda old: attrs.evolve(old, state=State.NOTREADY, exited_at=5, exit_status=137),
+    )
+    assert stopped.exit_status == 137
+    store.update_status("s1", lambda old: old)  # NOTREADY -> NOTREADY, unchanged: no event
+    seq = store.last_seq
+    with pytest.raises(InvalidTransitionError, match=r"s1.*SANDBOX_NOTREADY.*SANDBOX_READY"):
+        store.update_status("s1", lambda old: attrs.evolve(old, state=State.READY))
+    assert store.last_seq == seq
+    assert store["s1"].status == stopped
+
+
+def test_add_in_any_state(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    store = open_store(state_dir, durability="none")
+    for i, state in enumerate(State):
+        assert store.add(make_sandbox(f"s{i}", state=state)).status.state is state
+
+
+def test_state_machine_table() -> None:
+    allowed = {
+        (State.READY, State.READY),
+        (State.READY, State.NOTREADY),
+        (State.READY, State.UNKNOWN),
+        (State.UNKNOWN, State.UNKNOWN),
+        (State.UNKNOWN, State.NOTREADY),
+        (State.NOTREADY, State.NOTREADY),
+    }
+    for old in State:
+        for new in State:
+            if (old, new) in allowed:
+                check_transition(old, new, "x")
+            else:
+                with pytest.raises(InvalidTransitionError) as info:
+                    check_transition(old, new, "sbx-id")
+                assert "sbx-id" in str(info.value)
+                assert str(old) in str(info.value) and str(new) in str(info.value)
+    assert str(State.READY) == "SANDBOX_READY"
+    assert str(State.NOTREADY) == "SANDBOX_NOTREADY"
+    assert str(State.UNKNOWN) == "SANDBOX_UNKNOWN"
+
+
+# -- bad input: a clear error, nothing written, the store still usable ---------
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "",
+        "a b",
+        "a\tb",
+        "a/b",
+        "a\x00b",
+        "x" * 10_000,
+        "a\nb",
+        "\u00a0x",
+        "x" * (MAX_ID_LENGTH + 1),
+    ],
+)
+def test_bad_ids(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox, bad_id: str
+) -> None:
+    store = open_store(state_dir, durability="always")
+    store.add(make_sandbox("ok"))
+    seq = store.last_seq
+    with pytest.raises(InvalidIDError) as info:
+        store.add(make_sandbox(bad_id))
+    assert isinstance(info.value, ValueError)
+    assert "sandbox id" in str(info.value)
+    assert store.last_seq == seq
+    store.add(make_sandbox("ok2"))  # still usable
+    assert store.last_seq == seq + 1
+
+
+def test_non_str_id_and_huge_name(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    store = open_store(state_dir, durability="always")
+    seq = store.last_seq
+    with pytest.raises(InvalidIDError, match="str"):
+        make_sandbox(12345)
+    with pytest.raises(InvalidIDError, match="name"):
+        make_sandbox("big", "n" * (1 << 20))
+    with pytest.raises(InvalidIDError, match="NUL"):
+        make_sandbox("nul", "a\x00b")
+    with pytest.raises(InvalidIDError):
+        store.get(12345)  # type: ignore[arg-type]
+    assert 12345 not in store
+    # A Sandbox built behind the validators' back is still refused by add.
+    sb = make_sandbox("fine")
+    object.__setattr__(sb.metadata, "id", "has space")
+    with pytest.raises(InvalidIDError):
+        store.add(sb)
+    with pytest.raises(TypeError):
+        store.add("not a sandbox")  # type: ignore[arg-type]
+    assert store.last_seq == seq
+    store.add(make_sandbox("fine2"))
+    assert store.last_seq == seq + 1
+
+
+def test_fn_that_raises_reaches_the_caller_unchanged(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    store = open_store(state_dir, durability="always")
+    store.add(make_sandbox("s1"))
+    seq = store.last_seq
+
+    class Boom(Exception):
+        pass
+
+    boom = Boom("from fn")
+
+    def fn(old: Status) -> Status:
+        raise boom
+
+    with pytest.raises(Boom) as info:
+        store.update_status("s1", fn)
+    assert info.value is boom
+    with pytest.raises(TypeError, match="Status"):
+        store.update_status("s1", lambda old: "READY")  # type: ignore[arg-type,return-value]
+    with pytest.raises(NotFoundError):
+        store.update_status("nope", lambda old: old)
+    with pytest.raises(StoreError, match="inside an update_status fn"):
+        store.update_status("s1", lambda old: (store.delete("s1"), old)[1])
+    assert store.last_seq == seq
+    assert "s1" in store
+    # fn may read the store (reads do not take the command lock).
+    store.update_status("s1", lambda old: attrs.evolve(old, pid=store["s1"].status.pid + 1))
+    assert store.last_seq == seq + 1
+
+
+def test_closed_store_refuses_commands(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    store = open_store(state_dir, durability="none")
+    store.add(make_sandbox("s1"))
+    store.close()
+    store.close()  # idempotent
+    for command in (
+        lambda: store.add(make_sandbox("s2")),
+        lambda: store.delete("s1"),
+        lambda: store.update_status("s1", lambda old: old),
+        lambda: store.remove_netns("s1"),
+        lambda: store.snapshot(),
+        lambda: store.reconcile(),
+    ):
+        with pytest.raises(StoreClosedError, match="closed"):
+            command()
+    assert store.get("s1") is not None  # the last state stays readable
+    # The writer lock is released: the directory can be opened again.
+    with Store.open(state_dir, netns_dir=store.netns_dir, durability="none") as again:
+        assert "s1" in again
+
+
+def test_second_writer_is_refused(state_dir: Path, open_store: OpenStore) -> None:
+    open_store(state_dir, durability="none")
+    with pytest.raises(eventlog.LogLockedError):
+        open_store(state_dir, durability="none")
+
+
+def test_reads_do_not_wait_behind_a_command(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    """While a command holds the command lock (here: inside update_status's fn,
+    where an fsync would be), other threads still read."""
+    store = open_store(state_dir, durability="always")
+    store.add(make_sandbox("s1"))
+    seen: list[object] = []
+
+    def reader() -> None:
+        seen.append(store.get("s1"))
+        seen.append(len(store.list()))
+        seen.append("s1" in store)
+
+    def fn(old: Status) -> Status:
+        t = threading.Thread(target=reader)
+        t.start()
+        t.join(timeout=30)
+        assert not t.is_alive(), "a reader blocked behind the command lock"
+        return attrs.evolve(old, pid=7)
+
+    store.update_status("s1", fn)
+    assert seen[0] is not None and seen[1:] == [1, True]
+
+
+def test_actor_and_envelope_are_recorded(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    import os
+
+    store = open_store(state_dir, durability="none", actor="kubelet")
+    store.add(make_sandbox("s1"))
+    (rec,) = list(eventlog.read(state_dir))
+    env = rec.payload["env"]
+    assert env["actor"] == "kubelet" and env["pid"] == os.getpid() and env["uid"] == os.getuid()
+    assert isinstance(env["time"], int) and isinstance(env["host"], str)
+    assert rec.payload["type"] == "SandboxAdded" and rec.payload["v"] == 1
+    assert rec.payload["metadata"]["config"]["metadata"]["name"] == "pod-s1"
+
+
+def test_validators_and_truncindex_units() -> None:
+    assert validate_id("a" * MAX_ID_LENGTH)
+    assert validate_name("n" * 1024)
+    with pytest.raises(InvalidIDError):
+        validate_name("n" * 1025)
+    with pytest.raises(InvalidIDError):
+        validate_id("\ud800")
+    idx = TruncIndex()
+    for i in ["abc", "abd", "b"]:
+        idx.add(i)
+    assert idx.get("abc") == "abc"
+    assert idx.get("b") == "b"
+    with pytest.raises(AmbiguousPrefixError):
+        idx.get("ab")
+    idx.delete("abd")
+    assert idx.get("ab") == "abc"
+    idx.add("abd")  # kept sorted after the first lookup
+    with pytest.raises(AmbiguousPrefixError):
+        idx.get("ab")
+    with pytest.raises(NotFoundError):
+        idx.get("c")
+    reg = Registrar()
+    reg.reserve("n", "1")
+    reg.reserve("n", "1")  # same pair: fine
+    with pytest.raises(AlreadyExistsError):
+        reg.reserve("n", "2")
+    with pytest.raises(AlreadyExistsError):
+        reg.reserve("m", "1")
+    reg.release_by_id("1")
+    reg.reserve("n", "2")
+    assert reg.get_id("n") == "2" and reg.get_name("2") == "n"
+
+
+def test_oversized_event_is_refused_and_writes_nothing(
+    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
+) -> None:
+    from sandbox import PodSandboxConfig
+
+    store = open_store(state_dir, durability="always")
+    store.add(make_sandbox("ok"))
+    seq = store.last_seq
+    huge = PodSandboxConfig(annotations={"blob": "x" * (5 << 20)})
+    with pytest.raises(eventlog.RecordTooLargeError):
+        store.add(make_sandbox("big", config=huge))
+    assert store.last_seq == seq and "big" not in store
+    store.add(make_sandbox("ok2"))
+    assert store.last_seq == seq + 1
