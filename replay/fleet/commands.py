@@ -1,0 +1,360 @@
+"""CLI glue for the fleet: ``sandboxctl ship`` and the ``--nats`` read commands.
+
+Why here and not in replay/cli.py: the CLI owns global options and dispatch;
+this module owns what the fleet commands accept and print, so the CLI only
+has to call ``add_ship_parser(subparsers)`` and hand ``args`` over.
+
+Options that are also global (``--state-dir``, ``--nats``, ``--stream``,
+``--node``) are declared here with ``default=argparse.SUPPRESS``: argparse
+copies a sub-command's defaults over the values the global parser already
+parsed, so a plain default would silently undo ``sandboxctl --nats URL
+ship``. Values are read with ``getattr(args, name, None)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from eventlog.errors import CorruptLogError, EventLogError
+from replay import output
+from replay.errors import InvalidInputError, StateDirMissingError
+from replay.fleet.errors import (
+    DivergedError,
+    FleetConnectionError,
+    FleetDataError,
+    FleetError,
+    NodeNotFoundError,
+    ShipGaveUpError,
+    StreamNotFoundError,
+)
+from replay.fleet.message import DEFAULT_STREAM
+from replay.fleet.ship import (
+    EXIT_CORRUPT,
+    EXIT_DIVERGED,
+    EXIT_ERROR,
+    EXIT_INVALID,
+    EXIT_NO_STATE_DIR,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    ShipConfig,
+    hostname_node,
+    ship,
+)
+from replay.fleet.source import ALL_NODES
+from replay.fleet.verify import FleetVerifyReport, fleet_verify
+from sandbox.netns import DEFAULT_NETNS_DIR
+
+STATE_DIR_ENV = "SANDBOXCTL_STATE_DIR"
+
+SHIP_DESCRIPTION = """\
+Tail this node's event log and publish every record to the JetStream stream
+STREAM on subject STREAM.NODE (the stream is created with subjects STREAM.*
+when missing). Resumes after the last record the stream holds for NODE;
+re-sends are dropped by the server's duplicate window (message id NODE:SEQ).
+Survives the server going away (reconnects with capped exponential backoff)
+and stops cleanly on SIGINT/SIGTERM.
+
+exit codes: 0 stopped cleanly (or --once finished), 1 error (a record too
+big for the server, a stream with other subjects, a hole behind the acks),
+2 usage, 3 state dir missing, 6 corrupt local log, 7 bad key file, 10 gave
+up after --give-up-after seconds without NATS, 11 the stream holds a
+different history for NODE (wrong --node, or a replaced log)
+"""
+
+
+def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ship options (for ``sandboxctl ship`` and ``python -m replay.fleet.ship``)."""
+    parser.add_argument(
+        "--nats",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="NATS server URL; several comma-separated for a cluster (required)",
+    )
+    parser.add_argument(
+        "--stream",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help=f"JetStream stream name (default {DEFAULT_STREAM})",
+    )
+    parser.add_argument(
+        "--node",
+        default=argparse.SUPPRESS,
+        metavar="NODE",
+        help="this node's id, the subject's last token (default: the hostname)",
+    )
+    parser.add_argument(
+        "--key-file",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="the chain key of a keyed log (raw bytes)",
+    )
+    parser.add_argument("--creds", default=None, metavar="FILE", help="NATS credentials file")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=256,
+        help="un-acked publishes in flight at most (default 256)",
+    )
+    parser.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="an ack slower than this breaks the connection (default 5)",
+    )
+    parser.add_argument(
+        "--backoff-max",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="longest wait between reconnects (default 5; starts at 0.1 and doubles)",
+    )
+    parser.add_argument(
+        "--give-up-after",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="exit 3 after this long without a working connection (default 3600)",
+    )
+    parser.add_argument(
+        "--duplicate-window",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="de-duplication window of the stream when ship creates it (default 120)",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="replicas of the stream when ship creates it (3 on a cluster)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="re-read the log this often even without a file-change wake-up (default 1)",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="ship what the log holds now, wait for the acks, exit",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=output.FORMATS,
+        default="table",
+        help="format of the summary printed at exit: table|json (default table)",
+    )
+
+
+def add_ship_parser(subparsers: Any) -> None:
+    """Add ``ship`` to the CLI's sub-commands (``subparsers`` from add_subparsers).
+
+    It sets ``func=run_ship`` as the CLI's other commands do, and declares the
+    global options it reads itself (suppressed defaults), so the CLI must not
+    add its own globals to this parser again (argparse would refuse the
+    duplicate options).
+    """
+    parser = subparsers.add_parser(
+        "ship",
+        help="ship this node's event log to NATS JetStream",
+        description=SHIP_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help=f"the node's state dir (default ${STATE_DIR_ENV})",
+    )
+    add_ship_arguments(parser)
+    parser.set_defaults(func=run_ship)
+
+
+def _state_dir(args: argparse.Namespace) -> str | None:
+    value = getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV)
+    return str(value) if value else None
+
+
+def _key(args: argparse.Namespace) -> bytes | None:
+    """The chain key from ``--key-file`` (1 to 64 bytes, as for every command)."""
+    path = getattr(args, "key_file", None)
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+    if not 1 <= len(key) <= 64:
+        raise InvalidInputError(f"key file {path} holds {len(key)} bytes; a key is 1 to 64 bytes")
+    return key
+
+
+def ship_config(args: argparse.Namespace) -> ShipConfig:
+    """Build the shipper's config from parsed arguments (ValueError on bad input)."""
+    nats_url = getattr(args, "nats", None)
+    if not nats_url:
+        raise ValueError("ship needs --nats URL")
+    state_dir = _state_dir(args)
+    if not state_dir:
+        raise ValueError(f"ship needs --state-dir or ${STATE_DIR_ENV}")
+    if not os.path.isdir(state_dir):
+        # Shipping reads the log; it must never create an empty state dir.
+        raise StateDirMissingError(state_dir)
+    return ShipConfig(
+        state_dir=Path(state_dir),
+        nats_url=nats_url,
+        stream=getattr(args, "stream", None) or DEFAULT_STREAM,
+        node=getattr(args, "node", None) or hostname_node(),
+        key=_key(args),
+        creds=getattr(args, "creds", None),
+        window=getattr(args, "window", 256),
+        ack_timeout=getattr(args, "ack_timeout", 5.0),
+        backoff_max=max(0.1, getattr(args, "backoff_max", 5.0)),
+        give_up_after=getattr(args, "give_up_after", 3600.0),
+        duplicate_window=getattr(args, "duplicate_window", 120.0),
+        replicas=getattr(args, "replicas", 1),
+        once=bool(getattr(args, "once", False)),
+        poll_interval=getattr(args, "poll_interval", 1.0),
+    )
+
+
+def run_ship(args: argparse.Namespace) -> int:
+    """``sandboxctl ship``: returns the exit code; an error is one line on stderr."""
+    try:
+        cfg = ship_config(args)
+    except StateDirMissingError as exc:
+        return _fail(exc, EXIT_NO_STATE_DIR)
+    except InvalidInputError as exc:
+        return _fail(exc, EXIT_INVALID)
+    except (ValueError, OSError) as exc:
+        return _fail(exc, EXIT_USAGE)
+    if not getattr(args, "quiet", False):
+        _log_to_stderr()
+    try:
+        stats = ship(cfg)
+    except CorruptLogError as exc:
+        return _fail(exc, EXIT_CORRUPT)
+    except (FleetError, EventLogError) as exc:
+        return _fail(exc, fleet_exit_code(exc))
+    summary = stats.to_dict()
+    summary["stream"] = cfg.stream
+    if getattr(args, "output", "table") == "json":
+        output.emit(output.to_json(summary))
+    else:
+        output.emit(output.key_values(summary.items()))
+    return EXIT_OK
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    print(f"sandboxctl: error: ship: {exc}", file=sys.stderr)
+    return code
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("replay.fleet")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("sandboxctl ship: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+# -- the read side ---------------------------------------------------------------
+
+
+def fleet_exit_code(exc: BaseException) -> int:
+    """The CLI exit code of a fleet error (the CLI's own codes where one fits).
+
+    3 missing state dir (ship), 4 no such stream or node (as an unknown id),
+    6 malformed data on the stream (as a corrupt log), 10 NATS unreachable,
+    11 the stream holds another history for the node, 1 anything else.
+    """
+    if isinstance(exc, StateDirMissingError):
+        return EXIT_NO_STATE_DIR
+    if isinstance(exc, StreamNotFoundError | NodeNotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, FleetDataError):
+        return EXIT_CORRUPT
+    if isinstance(exc, FleetConnectionError | ShipGaveUpError):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, DivergedError):
+        return EXIT_DIVERGED
+    return EXIT_ERROR
+
+
+def render_verify(reports: Iterable[FleetVerifyReport], fmt: str = "table") -> str:
+    """Text for ``sandboxctl --nats URL [--node N] verify -o FORMAT``.
+
+    The table form leads with one line per node in the local ``verify``'s
+    words (OK / FAILED: first problem), then every problem.
+    """
+    reports = list(reports)
+    if fmt == "json":
+        return output.to_json(
+            {"ok": all(r.ok for r in reports), "nodes": [r.to_dict() for r in reports]}
+        )
+    lines = []
+    for r in reports:
+        c = r.chain
+        if r.ok:
+            lines.append(
+                f"OK: node {r.node}: {_count(c.records, 'record')} (seq 1..{c.last_seq}), "
+                f"chain and {_count(r.events_checked, 'event')} checked; head {c.head.hex()}"
+            )
+        else:
+            lines.append(f"FAILED: {r.problems[0]}")
+            if r.problems_total > 1:
+                lines.append(f"{r.problems_total} problems in all:")
+                lines += [f"  {p}" for p in r.problems]
+                hidden = r.problems_total - len(r.problems)
+                if hidden > 0:
+                    lines.append(f"  ... and {hidden} more")
+        lines += [f"note: {n}" for n in r.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def run_fleet_verify(args: argparse.Namespace) -> int:
+    """``sandboxctl --nats URL [--node N] verify``: 0 when every node verifies, 1 otherwise.
+
+    Errors (no such stream or node, NATS unreachable) are raised for the
+    CLI's error handler; ``fleet_exit_code`` gives their exit codes.
+    """
+    head_hex = getattr(args, "head", None)
+    try:
+        head = bytes.fromhex(head_hex.strip()) if head_hex else None
+    except ValueError:
+        raise InvalidInputError(f"--head is not a hex digest: {head_hex!r}") from None
+    if head is not None and len(head) != 32:
+        raise InvalidInputError("--head is a 32-byte chain head (64 hex digits)")
+    try:
+        reports = fleet_verify(
+            args.nats,
+            getattr(args, "stream", None) or DEFAULT_STREAM,
+            getattr(args, "node", None) or ALL_NODES,
+            key=_key(args),
+            head=head,
+            netns_dir=getattr(args, "netns_dir", None) or DEFAULT_NETNS_DIR,
+            creds=getattr(args, "creds", None),
+        )
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    output.emit(render_verify(reports, getattr(args, "output", None) or "table"))
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_ERROR

@@ -1,0 +1,166 @@
+"""Helpers for the replay tests: sandboxes, raw segment surgery, mount checks.
+
+Byte surgery follows FORMAT.md and uses eventlog's own encoder
+(``eventlog.format.encode_record`` / ``encode_segment_header``): a test that
+forges a log must forge it exactly as a writer would, or it would only test
+the forger.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+
+from eventlog import format as fmt
+from sandbox import Metadata, PodSandboxConfig, PodSandboxMetadata, Sandbox, State, Status
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sandbox(
+    name: str,
+    namespace: str = "default",
+    *,
+    sid: str | None = None,
+    state: State = State.READY,
+    created_at: int | None = None,
+    attempt: int = 0,
+    netns_path: str = "",
+) -> Sandbox:
+    uid = f"uid-{name}"
+    cfg = PodSandboxConfig(
+        metadata=PodSandboxMetadata(name=name, uid=uid, namespace=namespace, attempt=attempt),
+        labels={"app": name},
+    )
+    md = Metadata(
+        sid or uuid.uuid4().hex + uuid.uuid4().hex,
+        f"{name}_{namespace}_{uid}_{attempt}",
+        cfg,
+        netns_path,
+    )
+    status = Status(state, created_at=created_at if created_at is not None else time.time_ns())
+    return Sandbox(md, status)
+
+
+# -- raw segment surgery -------------------------------------------------------------------
+
+
+@attrs.define
+class RawRecord:
+    offset: int
+    seq: int
+    time_ns: int
+    batch_left: int
+    payload: bytes
+    digest: bytes
+
+
+def segment(state_dir: Path) -> Path:
+    segs = sorted(state_dir.glob("*.log"))
+    assert len(segs) == 1, f"tests use single-segment logs, found {segs}"
+    return segs[0]
+
+
+def parse(state_dir: Path) -> tuple[fmt.SegmentHeader, list[RawRecord]]:
+    """The header and every record of the (single) segment, as bytes on disk."""
+    path = segment(state_dir)
+    data = path.read_bytes()
+    header = fmt.decode_segment_header(data, str(path))
+    out: list[RawRecord] = []
+    pos = fmt.SEGMENT_HEADER_SIZE
+    while pos + fmt.RECORD_HEADER_SIZE <= len(data):
+        h = fmt.decode_record_header(data, pos)
+        start = pos + fmt.RECORD_HEADER_SIZE
+        payload = data[start : start + h.payload_len]
+        digest = data[start + h.payload_len : start + h.payload_len + fmt.DIGEST_SIZE]
+        out.append(RawRecord(pos, h.seq, h.time_ns, h.batch_left, payload, digest))
+        pos = start + h.payload_len + fmt.RECORD_TRAILER_SIZE
+    return header, out
+
+
+def _frame(r: RawRecord) -> bytes:
+    """A record with its stored digest kept and both crcs recomputed (no re-chaining)."""
+    signed = fmt.RECORD_HEADER.pack(len(r.payload), r.seq, r.time_ns, r.batch_left, 0)[:24]
+    tail = r.payload + r.digest
+    return signed + fmt.CRC.pack(zlib.crc32(signed)) + tail + fmt.CRC.pack(zlib.crc32(tail))
+
+
+def write_records(
+    state_dir: Path,
+    records: Sequence[RawRecord],
+    *,
+    rechain_from: int | None = None,
+    key: bytes = b"",
+    keyed: bool | None = None,
+) -> None:
+    """Rewrite the segment with ``records``.
+
+    Records with seq < ``rechain_from`` (all, when None: none are re-chained)
+    keep their stored digests; from ``rechain_from`` on, digests are
+    recomputed with ``key`` from the previous record's digest - a consistent
+    forgery from that point. ``keyed`` overrides the header's keyed flag.
+    """
+    path = segment(state_dir)
+    header, _ = parse(state_dir)
+    flag = header.keyed if keyed is None else keyed
+    out = [fmt.encode_segment_header(header.first_seq, header.prev_digest, keyed=flag)]
+    prev = header.prev_digest
+    for r in records:
+        if rechain_from is not None and r.seq >= rechain_from:
+            blob, prev = fmt.encode_record(prev, r.seq, r.time_ns, r.batch_left, r.payload, key)
+            r.digest = prev
+            out.append(blob)
+        else:
+            out.append(_frame(r))
+            prev = r.digest
+    path.write_bytes(b"".join(out))
+
+
+def replace_in_payload(r: RawRecord, old: bytes, new: bytes) -> None:
+    assert old in r.payload, (old, r.payload)
+    r.payload = r.payload.replace(old, new, 1)
+
+
+# -- mounts ---------------------------------------------------------------------------------
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def nsfs_mounts_under(directory: str | os.PathLike[str]) -> list[str]:
+    real = os.path.realpath(directory)
+    out: list[str] = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            point = _unescape(left.split()[4])
+            if right.split()[0] == "nsfs" and point.startswith(real + os.sep):
+                out.append(point)
+    return out
+
+
+# -- subprocesses ---------------------------------------------------------------------------
+
+
+def sandboxctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("SANDBOXCTL_STATE_DIR", None)
+    env.pop("SANDBOX_CRASHPOINT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "replay", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
