@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import msgpack
@@ -73,14 +73,18 @@ _blake2b = hashlib.blake2b
 _crc32 = zlib.crc32
 
 
-@attrs.frozen(slots=True)
-class Record:
-    """One record as readers return it.
+class Record(NamedTuple):
+    """One record as readers return it (immutable).
 
     ``digest`` is the chain digest after this record: an auditor who keeps the
     digest of the last record she saw can later prove the log still extends
     it (``verify(head=...)``). ``segment`` (file name) and ``offset`` say where
     the record's bytes are, for tooling that points at a record.
+
+    A NamedTuple rather than an attrs class: readers build one per record
+    and a frozen attrs ``__init__`` (one ``object.__setattr__`` per field)
+    cost more than checking the record's crcs. Use the attributes; the tuple
+    order is the order above.
     """
 
     seq: int
@@ -89,6 +93,11 @@ class Record:
     digest: bytes
     segment: str
     offset: int
+
+
+#: ``new_record(Record, (seq, time_ns, payload, digest, segment, offset))``:
+#: NamedTuple construction without the Python-level ``__new__`` (hot loops).
+new_record = tuple.__new__
 
 
 @attrs.frozen(slots=True)

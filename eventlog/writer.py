@@ -49,9 +49,11 @@ manager): the lock is held until then, or until the process dies.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -66,10 +68,12 @@ from .errors import (
     RecordTooLargeError,
 )
 from .format import (
+    _SIGNED,
+    CRC,
     DEFAULT_MAX_RECORD_BYTES,
+    DIGEST_SIZE,
     SEGMENT_HEADER_SIZE,
     ZERO_DIGEST,
-    encode_record,
     encode_segment_header,
     segment_name,
 )
@@ -241,6 +245,8 @@ class EventLog:
         self.recovery = tail.repair
         self._key = key
         self._chain_key = key or b""
+        #: ``copy`` of a blake2b state keyed with the chain key (empty: unkeyed).
+        self._hasher = hashlib.blake2b(digest_size=DIGEST_SIZE, key=self._chain_key).copy
         self._lock = lock
         self._sync = durability != "none"
         self._always = durability == "always"
@@ -314,22 +320,44 @@ class EventLog:
     def _encode(self, payload: dict[str, Any]) -> bytes:
         if not isinstance(payload, dict):
             raise TypeError(f"payload must be a dict, not {type(payload).__name__}")
-        data: bytes = _packb(payload, use_bin_type=True)
+        # A reused Packer (msgpack.packb builds a new one per call). Packers
+        # are not thread-safe: each call takes one from the pool (list pop and
+        # append are atomic) and puts it back; one that raised is dropped.
+        try:
+            packer = _packers.pop()
+        except IndexError:
+            packer = msgpack.Packer(use_bin_type=True)
+        data: bytes = packer.pack(payload)
+        _packers.append(packer)
         if len(data) > self.max_record_bytes:
             raise RecordTooLargeError(
                 f"payload of {len(data)} bytes exceeds max_record_bytes {self.max_record_bytes}"
             )
         # Refuse now what a reader would refuse later (e.g. int map keys under
         # strict_map_key): one bad append must not make the log unreadable.
+        # raw=True skips only the utf-8 check of str objects, which cannot fail
+        # here: the packer writes the str type only for Python str, encoded
+        # strictly (a lone surrogate already raised above); every other check
+        # of the readers' decode (map key types, lengths, structure) is made.
         try:
-            _unpackb(data)
+            _unpackb(data, raw=True, strict_map_key=True)
         except Exception as exc:
             raise ValueError(f"payload would not read back: {type(exc).__name__}: {exc}") from None
         return data
 
     def append(self, payload: dict[str, Any]) -> int:
         """Append one record; returns its seq (durable first, with ``always``)."""
-        return self._submit([self._encode(payload)])
+        data = self._encode(payload)
+        if self._always:
+            return self._submit([data])
+        # _submit's "batch"/"none" path, inlined for the common single append.
+        with self._wlock:
+            if self._closed or self._poison is not None:
+                self._check_usable()
+            first = self._write_group([[data]])[0]
+        if crashpoints.ARMED:
+            crashpoints.hit(APPEND_AFTER_FSYNC)
+        return first
 
     def append_batch(self, payloads: Sequence[dict[str, Any]]) -> list[int]:
         """Append records that recovery keeps all or none of; returns their seqs."""
@@ -429,20 +457,36 @@ class EventLog:
         now = time.time_ns()
         seq = self._last_seq
         prev = self._head
-        key = self._chain_key
+        # format.encode_record, inlined: one keyed blake2b state copied per
+        # record, the body crc chained over payload and digest (no tail copy),
+        # every record's pieces joined once for the single write.
+        hasher = self._hasher
+        pack_signed = _pack_signed
+        pack_crc = _pack_crc
+        crc32 = _crc32
         firsts = []
-        parts = []
+        parts: list[bytes] = []
         multi = False
         for datas in batches:
             firsts.append(seq + 1)
             left = len(datas)
-            multi = multi or left > 1
+            if left > 1:
+                multi = True
             for data in datas:
                 seq += 1
                 left -= 1
-                record, prev = encode_record(prev, seq, now, left, data, key)
-                parts.append(record)
-        blob = parts[0] if len(parts) == 1 else b"".join(parts)
+                signed = pack_signed(len(data), seq, now, left)
+                h = hasher()
+                h.update(prev + signed + data)
+                prev = h.digest()
+                parts += (
+                    signed,
+                    pack_crc(crc32(signed)),
+                    data,
+                    prev,
+                    pack_crc(crc32(prev, crc32(data))),
+                )
+        blob = b"".join(parts)
         if armed:
             crashpoints.hit(APPEND_BEFORE_WRITE)
         try:
@@ -452,7 +496,9 @@ class EventLog:
                 crashpoints.hit(BATCH_MID_WRITE)
                 self._write_all(blob[half:])
             else:
-                self._write_all(blob)
+                n = os.write(self._fd, blob)
+                if n != len(blob):
+                    self._write_rest(blob, n)
         except OSError as exc:
             raise self._poisoned(exc) from exc
         count = seq - self._last_seq
@@ -469,11 +515,14 @@ class EventLog:
         return firsts
 
     def _write_all(self, data: bytes) -> None:
+        n = os.write(self._fd, data)
+        if n != len(data):
+            self._write_rest(data, n)
+
+    def _write_rest(self, data: bytes, n: int) -> None:
+        """After a short write of ``n`` bytes (a signal, a full disk): write the
+        rest, or fail trying."""
         fd = self._fd
-        n = os.write(fd, data)
-        if n == len(data):
-            return
-        # A short write (a signal, a full disk): write the rest, or fail trying.
         view = memoryview(data)[n:]
         while view:
             n = os.write(fd, view)
@@ -649,5 +698,9 @@ class _Request:
 
 
 _allocate_lock = threading.Lock
-_packb = msgpack.packb
 _unpackb = msgpack.unpackb
+_pack_signed = _SIGNED.pack
+_pack_crc = CRC.pack
+_crc32 = zlib.crc32
+#: Idle msgpack Packers (use_bin_type=True), shared by all writers.
+_packers: list[msgpack.Packer] = []
