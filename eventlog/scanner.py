@@ -18,8 +18,9 @@ How a scan ends (FORMAT.md, "Torn tails and corruption"):
     4. the header or body crc fails, nothing but zeros follows the record's
        end (EOF when the header is bad), and some 512-byte file-aligned
        sector, intersected with the range from ``o`` to EOF (the record plus
-       the zeros after it), is an all-zero chunk of at least 8 bytes: power
-       loss zeroes whole sectors, a bit flip never does (etcd's
+       the zeros after it), is an all-zero chunk of at least 8 bytes, or is
+       the file's last, partial sector, all zero from its boundary to EOF:
+       power loss zeroes whole sectors, a bit flip never does (etcd's
        ``isTornEntry``);
     5. the bytes end inside a batch (no record with batch_left 0 yet).
 
@@ -123,7 +124,10 @@ def has_zero_sector_chunk(buf: bytes | memoryview, base: int, start: int, end: i
     while pos < end:
         stop = min(end, (pos // SECTOR_SIZE + 1) * SECTOR_SIZE)
         n = stop - pos
-        if n >= MIN_ZERO_CHUNK and view[pos - base : stop - base] == _ZEROS[:n]:
+        # A lost final sector holds only what was past its boundary: from a
+        # sector boundary to EOF it may be shorter than MIN_ZERO_CHUNK.
+        whole = n >= MIN_ZERO_CHUNK or (pos % SECTOR_SIZE == 0 and stop == base + len(buf))
+        if whole and view[pos - base : stop - base] == _ZEROS[:n]:
             return True
         pos = stop
     return False

@@ -2,8 +2,7 @@
 
 Each was found by ``sandboxctl crashtest --power-loss`` and is reproduced
 here on its own, without the harness, so that the owning package can see it
-fail and fix it. Open ones are marked xfail (not strict: fixing the bug
-turns them into XPASS, never into a red build); remove the mark with the fix.
+fail and fix it. Each stays as a regression test once fixed.
 """
 
 from __future__ import annotations
@@ -14,15 +13,8 @@ from pathlib import Path
 import pytest
 
 import eventlog
-from eventlog.errors import CorruptLogError
 
 
-@pytest.mark.xfail(
-    raises=CorruptLogError,
-    strict=False,
-    reason="eventlog torn-write rule 4 needs an all-zero chunk of >= 8 bytes; a lost "
-    "last sector holding only the final 1-7 bytes of the last record is called corruption",
-)
 def test_lost_partial_last_sector_is_a_torn_tail(tmp_path: Path) -> None:
     """Power loss drops the file's last, partial sector: the last record (never
     acknowledged with durability "always" - it was not fsynced) ends 1-7 bytes
