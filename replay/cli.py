@@ -196,6 +196,13 @@ def _add_output(
 #: ``ship``'s one-line help in the command list before its parser is built
 #: (= the help replay.fleet.commands.add_ship_parser gives it; a test checks).
 SHIP_HELP = "ship this node's event log to NATS JetStream"
+# The deferred commands' help lines, shown before their parsers are built;
+# they must equal what the parsers say (tests/cli compares lazy and eager help).
+CRASHTEST_HELP = (
+    "kill a store at its crash points (or at random) and check that nothing "
+    "acknowledged is lost, no namespace leaks and the log still verifies"
+)
+BENCH_HELP = "run the benchmarks (figures vs raw references)"
 
 
 def _add_ship_parser(subparsers: Any) -> None:
@@ -205,6 +212,19 @@ def _add_ship_parser(subparsers: Any) -> None:
     # --stream, --node and --key-file (suppressed defaults); argparse would
     # refuse them twice.
     add_ship_parser(subparsers)
+
+
+def _add_crashtest_parser(subparsers: Any) -> None:
+    from replay.crash.commands import add_crashtest_parser
+
+    # Each run makes its own temporary state and netns dirs: no globals.
+    add_crashtest_parser(subparsers)
+
+
+def _add_bench_parser(subparsers: Any) -> None:
+    from replay.bench.commands import add_bench_parser
+
+    add_bench_parser(subparsers)
 
 
 if TYPE_CHECKING:
@@ -412,6 +432,8 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
 
     # ship sets func=replay.fleet.commands.run_ship itself.
     sub.add_deferred("ship", SHIP_HELP, _add_ship_parser)
+    sub.add_deferred("crashtest", CRASHTEST_HELP, _add_crashtest_parser)
+    sub.add_deferred("bench", BENCH_HELP, _add_bench_parser)
     if not lazy:
         sub.build_all()
     return parser
