@@ -256,6 +256,8 @@ class EventLog:
         # The mutex protects the request queue, poison and sync bookkeeping.
         self._mutex = threading.Lock()
         self._queue: list[_Request] = []
+        # The gate the queue's requests after its head sleep on (see _join_queue).
+        self._gate: threading.Lock | None = None
         self._leading = False
         self._fd = fd
         self._seg_path = tail.segment.path
@@ -385,16 +387,19 @@ class EventLog:
         request = _Request(datas)
         with self._mutex:
             self._check_usable()
-            lead = not self._leading
-            if lead:
-                self._leading = True
+            if self._leading:
+                wait: threading.Lock | None = self._join_queue(request)
             else:
-                # Only a request that will sleep needs its own lock.
-                request.lock = lock = _allocate_lock()
-                lock.acquire()
-            self._queue.append(request)
-        if not lead:
-            lock.acquire()
+                # Not leading means nothing is queued: lead a group of one
+                # (plus whatever queues while this thread takes the group).
+                self._leading = True
+                self._queue.append(request)
+                wait = None
+        if wait is not None:
+            wait.acquire()
+            if request.lock is None:
+                # A group's shared gate: let the next sleeper of the group in.
+                wait.release()
             if request.done:
                 if request.error is not None:
                     raise request.error
@@ -405,49 +410,88 @@ class EventLog:
             raise request.error
         return request.first
 
+    def _join_queue(self, request: _Request) -> threading.Lock:
+        """Queue ``request`` behind the group in flight (mutex held); returns what
+        to sleep on.
+
+        The first request of a queue (its head, the heir if the leader hands
+        the lead on) sleeps on its own lock; the others share the queue's
+        gate, which the leader releases once and each woken sleeper passes on
+        (``acquire`` then ``release``): one wake-up call per group for the
+        leader instead of one per request.
+        """
+        queue = self._queue
+        queue.append(request)
+        if len(queue) == 1:
+            request.lock = lock = _allocate_lock()
+            lock.acquire()
+            return lock
+        gate = self._gate
+        if gate is None:
+            self._gate = gate = _allocate_lock()
+            gate.acquire()
+        return gate
+
     def _lead(self, me: _Request) -> None:
         """As group leader: write, sync and complete every queued request, then hand on."""
         with self._mutex:
-            group, self._queue = self._queue, []
+            group, gate = self._queue, self._gate
+            self._queue, self._gate = [], None
         error: BaseException | None = None
+        firsts: list[int] = []
         try:
-            with self._wlock:
-                # Requests queued before close() are still written: close
-                # waits for this group before it closes the file.
-                if self._poison is not None:
-                    raise self._poison_error()
-                firsts = self._write_group([r.datas for r in group if r.datas])
-                tail = (self._fd, self._seg_path, self._seg_size, self._written)
-            if not _TEST_ACK_BEFORE_FSYNC:  # TEST ONLY switch, see its definition
-                try:
-                    os.fdatasync(tail[0])
-                except OSError as exc:
-                    raise self._poisoned(exc) from exc
-                with self._mutex:
-                    self._syncs += 1
-                    if tail[3] > self._synced:
-                        self._synced = tail[3]
-                        self._synced_offset = (tail[1], tail[2])
-            if crashpoints.ARMED:
-                crashpoints.hit(APPEND_AFTER_FSYNC)
+            batches = [r.datas for r in group if r.datas]
+            if batches:
+                firsts = self._commit(batches)
+            elif self._poison is not None:
+                raise self._poison_error()
         except BaseException as exc:  # every request of the group must learn of it
             error = exc
-        else:
-            it = iter(firsts)
-            for r in group:
-                if r.datas:
-                    r.first = next(it)
         with self._mutex:
             heir = self._queue[0] if self._queue else None
             if heir is None:
                 self._leading = False
-        for r in group:
-            r.done = True
-            r.error = error
-            if r is not me and r.lock is not None:
-                r.lock.release()
+        if error is None:
+            it = iter(firsts)
+            for r in group:
+                if r.datas:
+                    r.first = next(it)
+                r.done = True
+        else:
+            for r in group:
+                r.error = error
+                r.done = True
+        # Wake the group's sleepers: one release of its gate, which each woken
+        # sleeper passes on. (group[0], the queue's head and the only one with
+        # a lock of its own, is this leader: it queued itself into an empty
+        # queue, or was that queue's head and was handed the lead.)
+        if gate is not None:
+            gate.release()
         if heir is not None and heir.lock is not None:
             heir.lock.release()
+
+    def _commit(self, batches: list[list[bytes]]) -> list[int]:
+        """Write and sync one group's batches (``always``); returns each batch's first seq."""
+        with self._wlock:
+            # Requests queued before close() are still written: close
+            # waits for the group in flight before it closes the file.
+            if self._poison is not None:
+                raise self._poison_error()
+            firsts = self._write_group(batches)
+            tail = (self._fd, self._seg_path, self._seg_size, self._written)
+        if not _TEST_ACK_BEFORE_FSYNC:  # TEST ONLY switch, see its definition
+            try:
+                os.fdatasync(tail[0])
+            except OSError as exc:
+                raise self._poisoned(exc) from exc
+            with self._mutex:
+                self._syncs += 1
+                if tail[3] > self._synced:
+                    self._synced = tail[3]
+                    self._synced_offset = (tail[1], tail[2])
+        if crashpoints.ARMED:
+            crashpoints.hit(APPEND_AFTER_FSYNC)
+        return firsts
 
     def _write_group(self, batches: list[list[bytes]]) -> list[int]:
         """Encode and write batches (write lock held); returns each batch's first seq."""
@@ -646,13 +690,13 @@ class EventLog:
                 # lock): queue behind it and wait to be completed or handed
                 # the lead. Nothing can queue after us (closed is set).
                 barrier = _Request([])
-                barrier.lock = _allocate_lock()
-                barrier.lock.acquire()
-                self._queue.append(barrier)
+                wait = self._join_queue(barrier)
             else:
                 self._leading = True
-        if barrier is not None and barrier.lock is not None:
-            barrier.lock.acquire()
+        if barrier is not None:
+            wait.acquire()
+            if barrier.lock is None:
+                wait.release()
         self._stop.set()
         if self._batch_thread is not None and self._batch_thread is not threading.current_thread():
             self._batch_thread.join()
