@@ -2,7 +2,8 @@
 
 Writers: ``EventLog.open(directory, durability=...)`` then ``append`` /
 ``append_batch``; one writer per directory (``LOCK``). Readers never lock:
-``read`` (a snapshot prefix), ``follow`` (live tail), ``verify`` (whole-log
+``read`` (a snapshot prefix; ``start=Position(...)`` resumes at a known,
+checked position), ``follow`` (live tail), ``verify`` (whole-log
 audit). The bytes on disk are specified in FORMAT.md at the repository root;
 the recovery rules are in ``eventlog.scanner`` and ``eventlog.recovery``.
 """
@@ -19,8 +20,8 @@ from .errors import (
     RecordTooLargeError,
 )
 from .follow import Follower, follow
-from .format import DEFAULT_MAX_RECORD_BYTES, Record
-from .reader import read
+from .format import DEFAULT_MAX_RECORD_BYTES, Position, Record
+from .reader import PositionMismatchError, end_position, read
 from .verify import Problem, VerifyReport, verify
 from .writer import DEFAULT_SEGMENT_BYTES, Durability, EventLog, EventLogStats
 
@@ -37,10 +38,13 @@ __all__ = [
     "LogClosedError",
     "LogLockedError",
     "LogPoisonedError",
+    "Position",
+    "PositionMismatchError",
     "Problem",
     "Record",
     "RecordTooLargeError",
     "VerifyReport",
+    "end_position",
     "follow",
     "read",
     "verify",

@@ -100,6 +100,25 @@ class Record(NamedTuple):
 new_record = tuple.__new__
 
 
+class Position(NamedTuple):
+    """A point in a log just after record ``seq``: where a reader can resume.
+
+    ``segment`` is the segment's file name (not a path), ``offset`` the byte
+    offset just after record ``seq`` in it (``SEGMENT_HEADER_SIZE`` when
+    ``seq`` is the segment's ``first_seq - 1``) and ``digest`` the chain
+    digest after record ``seq`` (the ``prev`` of record ``seq + 1``). It is
+    what a follower keeps, and what a snapshot records so that replay of the
+    tail does not re-scan the segment up to it. A position is only ever a
+    claim: ``read(..., start=position)`` checks it before using it (see
+    ``eventlog.reader``).
+    """
+
+    segment: str
+    offset: int
+    seq: int
+    digest: bytes
+
+
 @attrs.frozen(slots=True)
 class SegmentHeader:
     """The decoded 64-byte header of a segment file."""

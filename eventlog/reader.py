@@ -21,6 +21,32 @@ The chain is checked from the start of the first segment read: with
 header (whose ``prev_digest`` it then trusts) and checks, without decoding,
 the records before ``from_seq``. ``verify`` checks the whole history.
 
+Starting at a known position (``start=Position(segment, offset, seq,
+digest)``, e.g. the one a snapshot recorded): the reader reads that
+segment from ``offset`` (plus the header and the 36 bytes before it)
+instead of scanning it from its header, once it has checked that the
+position is plausible:
+
+- the segment exists, its header is good, ``offset`` is within it, and
+  ``seq`` lies in it (``first_seq - 1 <= seq``, below the next segment);
+- at ``offset`` the record before ends with the digest ``digest`` (or, at
+  offset 64, ``seq`` is ``first_seq - 1`` and the header's ``prev_digest`` is
+  ``digest``);
+- the record at ``offset`` (if any) is whole, both its crcs hold, its seq
+  is ``seq + 1`` and it chains from ``digest``; with no record there, the
+  next segment (if any) starts at ``seq + 1`` with ``prev_digest == digest``.
+
+If any check fails, the position is not used: the reader falls back to a
+scan from the header of the segment holding ``seq`` (exactly what it does
+without a position) and checks there that the log's digest after ``seq``
+is ``digest``; if it is not - the position belongs to another history, or
+the log now ends before ``seq`` - it raises ``PositionMismatchError``
+before yielding anything. So a position never makes the reader accept a
+record it would otherwise refuse, and the records yielded always chain
+from ``digest`` at ``seq``. What a good position skips is the checking of
+the records before it in its segment (like the segments before it,
+``verify`` checks those).
+
 A keyed log read without its key still has every crc checked, but its
 chain cannot be (that is what a MAC is); a key given for a log that is not
 keyed is an error, because someone may have stripped the keying to rewrite
@@ -30,18 +56,69 @@ history.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import os
+import zlib
 from collections.abc import Iterator
 from itertools import chain
 
 import attrs
 
 from .errors import CorruptLogError, EventLogError
-from .format import DEFAULT_MAX_RECORD_BYTES, SEGMENT_HEADER_SIZE, Record
-from .scanner import STOPPED, TAIL, TORN, ScanState, check_segment_header, scan_records
+from .format import (
+    DEFAULT_MAX_RECORD_BYTES,
+    DIGEST_SIZE,
+    RECORD_HEADER,
+    RECORD_HEADER_SIGNED,
+    RECORD_HEADER_SIZE,
+    RECORD_TRAILER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    ZERO_DIGEST,
+    Position,
+    Record,
+    SegmentHeader,
+)
+from .scanner import (
+    CRC_RESIDUE,
+    STOPPED,
+    TAIL,
+    TORN,
+    ScanState,
+    check_segment_header,
+    scan_records,
+)
 from .segments import SegmentFile, check_first_segment, list_segments, read_file
 
-__all__ = ["SegmentWalk", "read"]
+__all__ = ["PositionMismatchError", "SegmentWalk", "end_position", "read"]
+
+
+class PositionMismatchError(EventLogError):
+    """The log's digest after ``position.seq`` is not ``position.digest``.
+
+    Raised by ``read(..., start=position)`` (before it yields anything) when
+    the position belongs to another history - a log replaced or rewritten
+    under it, a tail cut by recovery and written again - or when the log
+    ends before ``position.seq``. Not corruption: the log itself may be fine.
+    """
+
+    def __init__(self, position: Position, reason: str):
+        self.position = position
+        self.reason = reason
+        super().__init__(
+            f"position {position.segment}@{position.offset} (seq {position.seq}) "
+            f"does not match the log: {reason}"
+        )
+
+
+@attrs.frozen
+class _Resume:
+    """A checked start position: the segment's bytes from ``base`` and the scan state."""
+
+    index: int
+    data: bytes
+    base: int
+    state: ScanState
+    key: bytes | None
 
 
 @attrs.define
@@ -73,9 +150,15 @@ class SegmentWalk:
         to_seq: int | None = None,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         whole_history: bool = False,
+        position: Position | None = None,
     ):
         if from_seq < 1:
             raise ValueError(f"from_seq must be >= 1, got {from_seq}")
+        if position is not None and not position.seq < from_seq:
+            raise ValueError(
+                f"a start position at seq {position.seq} needs from_seq > {position.seq}, "
+                f"got {from_seq}"
+            )
         self.directory = directory
         self.key = key
         self.lenient = lenient
@@ -96,6 +179,9 @@ class SegmentWalk:
         self.chain_checked = True
         self.keyed: bool | None = None
         self.segments_read = 0
+        self.position = position
+        #: How a ``position`` was used: "" (none given), "used", or "fallback: <why>".
+        self.position_use = ""
 
     def records(self) -> Iterator[Record]:
         """Every record of the walk, in seq order (see the class docstring).
@@ -106,14 +192,191 @@ class SegmentWalk:
         ``chain`` pulls the next scanner from ``_scans``, which first checks
         how the previous one ended.
         """
+        if self.position is not None:
+            return chain.from_iterable(self._scans_from_position(self.position))
         return chain.from_iterable(self._scans())
 
-    def _scans(self) -> Iterator[Iterator[Record]]:
+    def _chain_key(self, seg: SegmentFile, header: SegmentHeader) -> bytes | None:
+        """The scanner's chain key for a segment (keyed flag checks included)."""
+        if self.keyed is None:
+            self.keyed = header.keyed
+        elif self.keyed != header.keyed:
+            raise CorruptLogError(
+                seg.path, 10, header.first_seq, "keyed flag differs from the previous segment"
+            )
+        if header.keyed:
+            if self.key is None:
+                self.chain_checked = False
+            return self.key
+        if self.key is not None:
+            raise CorruptLogError(
+                seg.path,
+                10,
+                header.first_seq,
+                "a key was given but the log is not keyed (its chain is not a MAC)",
+            )
+        return b""
+
+    def _scans_from_position(self, pos: Position) -> Iterator[Iterator[Record]]:
+        """``_scans`` resumed at a checked position, or the checked fallback."""
+        resume = self._check_position(pos)
+        if resume is None:
+            yield self._fallback(pos)
+            return
+        self.position_use = "used"
+        if self.to_seq is not None and self.to_seq < self.from_seq:
+            return  # the position checked out; nothing to yield
+        yield from self._scans(resume)
+
+    def _check_position(self, pos: Position) -> _Resume | None:
+        """The position's segment bytes and scan state if the position checks out.
+
+        None (and ``position_use`` says why) otherwise: the caller falls back
+        to a full scan, which decides what the log really holds.
+        """
+
+        def no(why: str) -> _Resume | None:
+            self.position_use = f"fallback: {why}"
+            return None
+
+        segments = self.segments
+        index = next((i for i, s in enumerate(segments) if s.name == pos.segment), -1)
+        if index < 0:
+            return no(f"no segment {pos.segment!r}")
+        seg = segments[index]
+        is_last = index == len(segments) - 1
+        seq, offset, digest = pos.seq, pos.offset, pos.digest
+        if not seg.first_seq - 1 <= seq or (not is_last and segments[index + 1].first_seq <= seq):
+            return no(f"seq {seq} is not in segment {seg.name}")
+        if offset < SEGMENT_HEADER_SIZE or len(digest) != DIGEST_SIZE:
+            return no("offset or digest out of range")
+        base = max(SEGMENT_HEADER_SIZE, offset - RECORD_TRAILER_SIZE)
+        try:
+            with open(seg.path, "rb", buffering=0) as f:
+                head = f.read(SEGMENT_HEADER_SIZE)
+                f.seek(base)
+                data = f.read()
+        except FileNotFoundError:
+            return no(f"segment {seg.name} vanished")
+        if offset > base + len(data):
+            return no(f"offset {offset} is past the end of {seg.name}")
+        try:
+            header = check_segment_header(head, seg.path, seg.first_seq, is_last=is_last)
+            if header is None:
+                return no(f"segment {seg.name} has no header yet")
+            key = self._chain_key(seg, header)
+        except CorruptLogError as exc:
+            return no(str(exc))
+        if offset == SEGMENT_HEADER_SIZE:
+            if seq != header.first_seq - 1 or digest != header.prev_digest:
+                return no("offset 64 but seq/digest differ from the segment header")
+        elif (
+            seq < header.first_seq
+            or data[offset - base - RECORD_TRAILER_SIZE :][:DIGEST_SIZE] != digest
+        ):
+            return no(f"the record ending at offset {offset} does not end with the digest")
+        rest = len(data) - (offset - base)
+        if rest >= RECORD_HEADER_SIZE:
+            at = offset - base
+            length, rseq, _t, _left, header_crc = RECORD_HEADER.unpack_from(data, at)
+            signed = data[at : at + RECORD_HEADER_SIGNED]
+            body = at + RECORD_HEADER_SIZE
+            end = body + length + RECORD_TRAILER_SIZE
+            if (
+                zlib.crc32(signed) != header_crc
+                or rseq != seq + 1
+                or length > self.max_record_bytes
+                or end > len(data)
+                or zlib.crc32(data[body:end]) != CRC_RESIDUE
+            ):
+                return no(f"no whole record with seq {seq + 1} at offset {offset}")
+            if key is not None:
+                h = hashlib.blake2b(digest_size=DIGEST_SIZE, key=key)
+                h.update(digest + signed + data[body : body + length])
+                if h.digest() != data[body + length : end - 4]:
+                    return no(f"the record at offset {offset} does not chain from the digest")
+        elif rest:
+            return no(f"a partial record at offset {offset}")
+        elif not is_last:
+            nxt = segments[index + 1]
+            try:
+                with open(nxt.path, "rb", buffering=0) as f:
+                    nhead = f.read(SEGMENT_HEADER_SIZE)
+                nheader = check_segment_header(
+                    nhead, nxt.path, nxt.first_seq, is_last=index + 1 == len(segments) - 1
+                )
+            except (OSError, CorruptLogError) as exc:
+                return no(str(exc))
+            if nheader is not None and (
+                nheader.first_seq != seq + 1 or nheader.prev_digest != digest
+            ):
+                return no(f"segment {nxt.name} does not continue from the position")
+        self.segments_read += 1
+        return _Resume(index, data, base, ScanState(offset, seq + 1, digest), key)
+
+    def _fallback(self, pos: Position) -> Iterator[Record]:
+        """A scan from the header of the segment holding ``pos.seq``, checking its digest."""
+        from_seq, to_seq = self.from_seq, self.to_seq
+        if pos.seq == 0:
+            if pos.digest != ZERO_DIGEST:
+                raise PositionMismatchError(pos, "the digest at seq 0 is 32 zero bytes")
+            self.position_use += "; checked: genesis"
+            if to_seq is None or to_seq >= from_seq:
+                yield from chain.from_iterable(self._scans())
+            return
+        firsts = [s.first_seq for s in self.segments]
+        self.start = max(0, bisect.bisect_right(firsts, pos.seq) - 1)
+        self.from_seq = pos.seq
+        self.to_seq = None if to_seq is None else max(to_seq, pos.seq)
+        records = chain.from_iterable(self._scans())
+        first = next(records, None)
+        if first is None or first.seq != pos.seq:
+            raise PositionMismatchError(pos, f"the log has no record {pos.seq}")
+        if first.digest != pos.digest:
+            raise PositionMismatchError(
+                pos, f"the log's digest after seq {pos.seq} differs (another history)"
+            )
+        self.position_use += "; checked: the log's digest matches"
+        last = 2**64 if to_seq is None else to_seq
+        for record in records:
+            if record.seq > last:
+                return
+            if record.seq >= from_seq:
+                yield record
+
+    def _scans(self, resume: _Resume | None = None) -> Iterator[Iterator[Record]]:
         segments = self.segments
         last_index = len(segments) - 1
         expect_seq: int | None = None
         expect_digest: bytes | None = None
-        for index in range(self.start, len(segments)):
+        begin = self.start
+        if resume is not None:
+            state = resume.state
+            self.state = state
+            seg = segments[resume.index]
+            yield scan_records(
+                resume.data,
+                resume.base,
+                state.offset,
+                state,
+                path=seg.path,
+                name=seg.name,
+                key=resume.key,
+                is_last=resume.index == last_index,
+                lenient=self.lenient,
+                max_record_bytes=self.max_record_bytes,
+                from_seq=self.from_seq,
+                to_seq=self.to_seq,
+            )
+            if state.end == STOPPED:
+                return
+            if state.end in (TORN, TAIL):
+                self.torn = TornTail(seg.path, state.offset, state.eof - state.offset, state.reason)
+                return
+            expect_seq = state.seq
+            expect_digest = state.digest
+            begin = resume.index + 1
+        for index in range(begin, len(segments)):
             seg = segments[index]
             is_last = index == last_index
             try:
@@ -145,25 +408,7 @@ class SegmentWalk:
                         "digest discontinuity: prev_digest differs from the previous "
                         "segment's last digest",
                     )
-            if self.keyed is None:
-                self.keyed = header.keyed
-            elif self.keyed != header.keyed:
-                raise CorruptLogError(
-                    seg.path, 10, header.first_seq, "keyed flag differs from the previous segment"
-                )
-            if header.keyed:
-                chain_key = self.key
-                if chain_key is None:
-                    self.chain_checked = False
-            else:
-                if self.key is not None:
-                    raise CorruptLogError(
-                        seg.path,
-                        10,
-                        header.first_seq,
-                        "a key was given but the log is not keyed (its chain is not a MAC)",
-                    )
-                chain_key = b""
+            chain_key = self._chain_key(seg, header)
             state = ScanState(SEGMENT_HEADER_SIZE, header.first_seq, header.prev_digest)
             self.state = state
             yield scan_records(
@@ -191,11 +436,12 @@ class SegmentWalk:
 
 def read(
     directory: str | os.PathLike[str],
-    from_seq: int = 1,
+    from_seq: int | None = None,
     to_seq: int | None = None,
     *,
     key: bytes | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    start: Position | None = None,
 ) -> Iterator[Record]:
     """Yield the records with ``from_seq <= seq <= to_seq`` (to the end when None).
 
@@ -203,7 +449,18 @@ def read(
     (EventLogError); corruption surfaces as CorruptLogError while iterating,
     after every good record before it was yielded. ``max_record_bytes`` must
     be at least the writer's.
+
+    ``start``: a known position just before ``from_seq`` (``from_seq``
+    defaults to 1, or to ``start.seq + 1`` with a start; it must be greater
+    than ``start.seq``). The reader checks the position and, if it holds,
+    reads from there instead of from the segment's header; otherwise it
+    falls back to a full scan (module docstring). Either way the log's digest
+    after ``start.seq`` must be ``start.digest``, else ``PositionMismatchError``
+    is raised before anything is yielded - also when the range is empty
+    (``to_seq == start.seq``: a cheap check that the position is the log's).
     """
+    if from_seq is None:
+        from_seq = 1 if start is None else start.seq + 1
     walk = SegmentWalk(
         os.fspath(directory),
         key=key,
@@ -211,7 +468,47 @@ def read(
         from_seq=from_seq,
         to_seq=to_seq,
         max_record_bytes=max_record_bytes,
+        position=start,
     )
-    if to_seq is not None and to_seq < from_seq:
+    if start is None and to_seq is not None and to_seq < from_seq:
         return iter(())
     return walk.records()
+
+
+def end_position(directory: str | os.PathLike[str], seq: int, digest: bytes) -> Position | None:
+    """The position just after record ``seq`` if it is the log's last record now.
+
+    For a writer's owner with no append in flight (the Store holds its
+    command lock): ``seq`` and ``digest`` are the writer's ``last_seq`` and
+    ``head``. The position is the end of the last segment file, returned
+    only if the bytes there agree (the last record ends with ``digest``, or
+    an empty segment's header has ``prev_digest == digest`` and starts at
+    ``seq + 1``); None otherwise (the log moved on, or is not this one). It is
+    still only a claim: ``read(start=...)`` checks it again before use.
+    """
+    try:
+        segments = list_segments(os.fspath(directory))
+    except EventLogError:
+        return None
+    if not segments or len(digest) != DIGEST_SIZE:
+        return None
+    seg = segments[-1]
+    try:
+        with open(seg.path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == SEGMENT_HEADER_SIZE:
+                header = f.read(SEGMENT_HEADER_SIZE)
+                ok = (
+                    seq == seg.first_seq - 1
+                    and check_segment_header(header, seg.path, seg.first_seq, is_last=False)
+                    is not None
+                    and header[24:56] == digest
+                )
+            elif size >= SEGMENT_HEADER_SIZE + RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE:
+                f.seek(size - RECORD_TRAILER_SIZE)
+                ok = seq >= seg.first_seq and f.read(DIGEST_SIZE) == digest
+            else:
+                ok = False
+    except (OSError, CorruptLogError):
+        return None
+    return Position(seg.name, size, seq, digest) if ok else None

@@ -92,7 +92,7 @@ from .segments import (
 __all__ = ["DEFAULT_SEGMENT_BYTES", "Durability", "EventLog", "EventLogStats"]
 
 Durability = Literal["always", "batch", "none"]
-DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
 _MAX_U32 = 2**32 - 1
 
 APPEND_BEFORE_WRITE = crashpoints.register(

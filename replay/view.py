@@ -268,19 +268,28 @@ def _load_upto(
         if seq == 0 or seq > target:
             continue
         try:
-            _seq, digest, projection = snap.read_snapshot(path, netns_dir)
+            info = snap.read_snapshot_info(path, netns_dir)
         except snap.SnapshotError:
             continue
-        records = iter(eventlog.read(d, from_seq=seq, to_seq=target, key=key))
+        projection = info.projection
+        # From the snapshot's recorded log position when it checks out; the log's
+        # digest at its seq must be the snapshot's either way (never trusted).
+        records = snap.tail_records(d, info, to_seq=target, key=key)
         try:
-            first = next(records, None)
-            if first is None or first.seq != seq or first.digest != digest:
-                continue  # not this log's history at that seq: never trust it
             last, _ = _fold(records, projection, progress=bar)
+        except eventlog.PositionMismatchError:
+            continue  # not this log's history at that seq
         finally:
             _close(records)
-        point = last if last is not None else first
-        view = StoreView(projection, d, point.time_ns, point.digest.hex(), path)
+        if last is None:  # the point is the snapshot's own seq: its record's time
+            own = iter(eventlog.read(d, from_seq=seq, to_seq=seq, key=key))
+            try:
+                last = next(own, None)
+            finally:
+                _close(own)
+            if last is None or last.digest != info.digest:
+                continue
+        view = StoreView(projection, d, last.time_ns, last.digest.hex(), path)
         break
     else:
         projection = Projection(netns_dir)

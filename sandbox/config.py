@@ -213,25 +213,16 @@ class _Message:
     def to_go_json(self) -> dict[str, Any]:
         """This message as Go's encoding/json writes it (omitempty on every key)."""
         out: dict[str, Any] = {}
-        for name, key, kind, _cls in _spec(type(self)):
+        plan = _PLANS.get(type(self))
+        if plan is None:
+            plan = _plan(type(self))
+        for name, key, encode in plan:
             value = getattr(self, name)
-            if not value:
+            if value:
                 # omitempty: "", 0, False, (), None and enum 0 (TCP) are left out. A
                 # present sub-message is truthy (attrs instances are), so it is
                 # written even when all its fields are empty ({}), as Go does.
-                continue
-            if kind == "msg":
-                out[key] = value.to_go_json()
-            elif kind == "msglist":
-                out[key] = [item.to_go_json() for item in value]
-            elif kind == "map":
-                out[key] = dict(value)  # already sorted by key
-            elif kind in ("strlist", "int64list"):
-                out[key] = list(value)
-            elif kind == "enum":
-                out[key] = int(value)
-            else:
-                out[key] = value
+                out[key] = value if encode is None else encode(value)
         return out
 
     @classmethod
@@ -285,6 +276,35 @@ class _Message:
 
 
 _SPECS: dict[type, tuple[tuple[str, str, str, Any], ...]] = {}
+
+
+def _encode_msg(value: Any) -> Any:
+    return value.to_go_json()
+
+
+def _encode_msglist(value: Any) -> Any:
+    return [item.to_go_json() for item in value]
+
+
+#: How a present (truthy) field value of each kind is written; None: as it is.
+_ENCODE_KIND: dict[str, Callable[[Any], Any] | None] = {
+    "msg": _encode_msg,
+    "msglist": _encode_msglist,
+    "map": dict,  # already sorted by key
+    "strlist": list,
+    "int64list": list,
+    "enum": int,
+}
+#: Per class, ``(attribute, json key, encoder or None)`` per field: the spec with the
+#: kind resolved once (``to_go_json`` runs on every ``Store.add``).
+_PLANS: dict[type, tuple[tuple[str, str, Callable[[Any], Any] | None], ...]] = {}
+
+
+def _plan(cls: type) -> tuple[tuple[str, str, Callable[[Any], Any] | None], ...]:
+    plan = _PLANS[cls] = tuple(
+        (name, key, _ENCODE_KIND.get(kind)) for name, key, kind, _cls in _spec(cls)
+    )
+    return plan
 
 
 def _spec(cls: type) -> tuple[tuple[str, str, str, Any], ...]:

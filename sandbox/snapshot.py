@@ -11,14 +11,25 @@ File layout (all integers big-endian)::
 
     offset  size  field
     0       8     magic  b"SBXSNAP\\0"
-    8       2     format version (1)
+    8       2     format version (1 or 2)
     10      2     flags (0)
     12      8     seq: the log position the projection is at
     20      8     body length in bytes
     28      2     digest length in bytes
     30      d     chain digest of the log after record ``seq`` (eventlog's ``head``)
-    30+d    n     body: msgpack of ``Projection.to_snapshot()``
-    30+d+n  32    blake2b-256 of every byte before it
+    version 2 only (p = 32 + s):
+    30+d    2     s: length of the segment file name
+    32+d    s     the segment file name (ASCII) holding record ``seq``
+    32+d+s  8     byte offset just after record ``seq`` in that segment
+    30+d+p  n     body: msgpack of ``Projection.to_snapshot()`` (p = 0 in version 1)
+    30+d+p+n 32   blake2b-256 of every byte before it
+
+Version 2 records the log position of ``seq`` (an ``eventlog.Position``), so
+that ``load`` reads the tail from there instead of re-scanning the segment
+from its header; the reader checks that position before using it (a wrong,
+stale or foreign one costs a scan, never a wrong state; see
+``eventlog.reader``). Version 1 files (no position) are still read; code
+that knows only version 1 skips a version 2 file (a full replay, safe).
 
 Writing: temp file in the same directory, write, fsync, rename onto the final
 name, fsync the directory - a crash at any point leaves either no snapshot
@@ -54,11 +65,15 @@ __all__ = [
     "KEEP",
     "LoadResult",
     "SnapshotError",
+    "SnapshotInfo",
+    "decode_info",
     "list_snapshots",
     "load",
     "read_snapshot",
+    "read_snapshot_info",
     "replay",
     "snapshot_path",
+    "tail_records",
     "write_snapshot",
 ]
 
@@ -78,12 +93,16 @@ AFTER_RENAME = crashpoints.register(
 )
 
 MAGIC = b"SBXSNAP\x00"
-FORMAT_VERSION = 1
+#: Version written when the log position is known; ``_V1`` (no position) otherwise.
+FORMAT_VERSION = 2
+_V1 = 1
 #: How many snapshots are kept (newest first); older ones are deleted.
 KEEP = 3
 SUFFIX = ".snap"
 TEMP_SUFFIX = ".snap.tmp"
 _HEADER = struct.Struct(">8sHHQQH")
+_NAME_LEN = struct.Struct(">H")
+_OFFSET = struct.Struct(">Q")
 _CHECKSUM_BYTES = 32
 
 
@@ -110,19 +129,77 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def encode(projection: Projection, digest: bytes) -> bytes:
-    """The bytes of a snapshot file for ``projection`` whose log head is ``digest``."""
-    body: bytes = msgpack.packb(projection.to_snapshot(), use_bin_type=True)
-    head = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, projection.last_seq, len(body), len(digest))
-    data = head + digest + body
+@attrs.frozen
+class SnapshotInfo:
+    """A decoded snapshot: its seq, the log digest and position there, the projection."""
+
+    seq: int
+    digest: bytes
+    position: eventlog.Position | None
+    projection: Projection
+
+
+def _position_bytes(position: eventlog.Position) -> bytes:
+    name = position.segment.encode("ascii")
+    return _NAME_LEN.pack(len(name)) + name + _OFFSET.pack(position.offset)
+
+
+def _assemble(seq: int, digest: bytes, position: eventlog.Position | None, body: bytes) -> bytes:
+    version = _V1 if position is None else FORMAT_VERSION
+    where = b"" if position is None else _position_bytes(position)
+    data = _HEADER.pack(MAGIC, version, 0, seq, len(body), len(digest)) + digest + where + body
     return data + hashlib.blake2b(data, digest_size=_CHECKSUM_BYTES).digest()
+
+
+def encode(
+    projection: Projection, digest: bytes, position: eventlog.Position | None = None
+) -> bytes:
+    """The bytes of a snapshot file for ``projection`` whose log head is ``digest``.
+
+    ``position`` is where record ``projection.last_seq`` ends in the log
+    (``eventlog.end_position``; its seq and digest must be the snapshot's).
+    Without one, ``write_snapshot`` records the log's end position if the
+    log still ends at that digest.
+    """
+    if position is not None and (position.seq != projection.last_seq or position.digest != digest):
+        raise ValueError(
+            f"position is at seq {position.seq}, the projection at seq {projection.last_seq} "
+            "(or their digests differ)"
+        )
+    body: bytes = msgpack.packb(projection.to_snapshot(), use_bin_type=True)
+    return _assemble(projection.last_seq, digest, position, body)
+
+
+def _with_log_position(directory: str, data: bytes) -> bytes:
+    """``data`` (version 1) with the log's end position added, when the log ends at it."""
+    try:
+        magic, version, _flags, seq, body_len, digest_len = _HEADER.unpack_from(data)
+    except struct.error:
+        return data
+    if magic != MAGIC or version != _V1:
+        return data
+    digest = data[_HEADER.size : _HEADER.size + digest_len]
+    end = len(data) - _CHECKSUM_BYTES
+    body = data[_HEADER.size + digest_len : end]
+    if len(body) != body_len:
+        return data
+    position = eventlog.end_position(directory, seq, digest)
+    if position is None:
+        return data
+    return _assemble(seq, digest, position, body)
 
 
 def write_snapshot(
     directory: str | os.PathLike[str], seq: int, data: bytes, *, keep: int = KEEP
 ) -> str:
-    """Atomically install ``data`` (from ``encode``) as the snapshot at ``seq``."""
+    """Atomically install ``data`` (from ``encode``) as the snapshot at ``seq``.
+
+    ``directory`` is the log's directory. If ``data`` records no log
+    position and the log there still ends at the snapshot's digest, that
+    position is recorded (``eventlog.end_position``).
+    """
     d = os.fspath(directory)
+    data = _with_log_position(d, data)
     final = snapshot_path(d, seq)
     temp = os.path.join(d, f"{seq:020d}.{os.getpid()}{TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -184,47 +261,91 @@ def prune(directory: str | os.PathLike[str], *, keep: int = KEEP) -> list[str]:
     return removed
 
 
-def decode(data: bytes, netns_dir: str = DEFAULT_NETNS_DIR) -> tuple[int, bytes, Projection]:
-    """``(seq, digest, projection)`` from snapshot bytes; any defect is SnapshotError."""
+def decode_info(data: bytes, netns_dir: str = DEFAULT_NETNS_DIR) -> SnapshotInfo:
+    """Everything in snapshot bytes; any defect is SnapshotError."""
     if len(data) < _HEADER.size + _CHECKSUM_BYTES:
         raise SnapshotError(f"too short ({len(data)} bytes) to be a snapshot")
     magic, version, _flags, seq, body_len, digest_len = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise SnapshotError(f"bad magic {magic!r}; expected {MAGIC!r}")
-    if version != FORMAT_VERSION:
-        raise SnapshotError(f"snapshot format {version}; expected {FORMAT_VERSION}")
-    expected = _HEADER.size + digest_len + body_len + _CHECKSUM_BYTES
-    if len(data) != expected:
-        raise SnapshotError(f"size {len(data)} bytes; the header says {expected}")
+    if version not in (_V1, FORMAT_VERSION):
+        raise SnapshotError(f"snapshot format {version}; expected {_V1} or {FORMAT_VERSION}")
     end = len(data) - _CHECKSUM_BYTES
     if hashlib.blake2b(data[:end], digest_size=_CHECKSUM_BYTES).digest() != data[end:]:
         raise SnapshotError("checksum mismatch: the file is damaged")
-    digest = data[_HEADER.size : _HEADER.size + digest_len]
+    pos = _HEADER.size + digest_len
+    digest = data[_HEADER.size : pos]
+    position: eventlog.Position | None = None
+    if version == FORMAT_VERSION:
+        try:
+            (name_len,) = _NAME_LEN.unpack_from(data, pos)
+            name = data[pos + 2 : pos + 2 + name_len].decode("ascii")
+            (offset,) = _OFFSET.unpack_from(data, pos + 2 + name_len)
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise SnapshotError(f"unreadable log position: {exc}") from None
+        pos += 2 + name_len + _OFFSET.size
+        position = eventlog.Position(name, offset, seq, bytes(digest))
+    if pos + body_len != end:
+        expected = pos + body_len + _CHECKSUM_BYTES
+        raise SnapshotError(f"size {len(data)} bytes; the header says {expected}")
     try:
-        body = msgpack.unpackb(
-            data[_HEADER.size + digest_len : end], raw=False, strict_map_key=True
-        )
+        body = msgpack.unpackb(data[pos:end], raw=False, strict_map_key=True)
         projection = Projection.from_snapshot(body, netns_dir)
     except Exception as exc:  # msgpack's and from_snapshot's errors alike
         raise SnapshotError(f"unreadable body: {exc}") from None
     if projection.last_seq != seq:
         raise SnapshotError(f"body is at seq {projection.last_seq}, header says {seq}")
-    return seq, digest, projection
+    return SnapshotInfo(seq, digest, position, projection)
 
 
-def read_snapshot(
+def decode(data: bytes, netns_dir: str = DEFAULT_NETNS_DIR) -> tuple[int, bytes, Projection]:
+    """``(seq, digest, projection)`` from snapshot bytes; any defect is SnapshotError."""
+    info = decode_info(data, netns_dir)
+    return info.seq, info.digest, info.projection
+
+
+def read_snapshot_info(
     path: str | os.PathLike[str], netns_dir: str = DEFAULT_NETNS_DIR
-) -> tuple[int, bytes, Projection]:
-    """Read and check one snapshot file (SnapshotError if it is bad)."""
+) -> SnapshotInfo:
+    """Read and check one snapshot file, log position included (SnapshotError if bad)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
         raise SnapshotError(f"{os.fspath(path)}: cannot read: {exc}") from None
     try:
-        return decode(data, netns_dir)
+        return decode_info(data, netns_dir)
     except SnapshotError as exc:
         raise SnapshotError(f"{os.fspath(path)}: {exc}") from None
+
+
+def read_snapshot(
+    path: str | os.PathLike[str], netns_dir: str = DEFAULT_NETNS_DIR
+) -> tuple[int, bytes, Projection]:
+    """Read and check one snapshot file (SnapshotError if it is bad)."""
+    info = read_snapshot_info(path, netns_dir)
+    return info.seq, info.digest, info.projection
+
+
+def tail_records(
+    directory: str,
+    info: SnapshotInfo,
+    *,
+    to_seq: int | None,
+    key: bytes | None,
+) -> Iterator[Any]:
+    """The log's records after the snapshot, up to ``to_seq``, checked to follow it.
+
+    With a recorded position the reader starts there (checking it first, and
+    falling back to a scan if it does not hold); without one it scans from
+    the header of the segment holding the snapshot's seq. Either way the
+    log's digest at the snapshot's seq must be the snapshot's, else
+    ``eventlog.PositionMismatchError`` is raised before any record.
+    """
+    position = info.position
+    if position is None:
+        position = eventlog.Position("", 0, info.seq, info.digest)  # no such segment: a scan
+    return iter(eventlog.read(directory, to_seq=to_seq, key=key, start=position))
 
 
 def replay(records: Iterable[_RecordLike], projection: Projection) -> int:
@@ -287,29 +408,21 @@ def load(
             skip(path, f"it is at seq {seq}, beyond the log's last seq {to_seq}")
             continue
         try:
-            _seq, digest, projection = read_snapshot(path, netns_dir)
+            info = read_snapshot_info(path, netns_dir)
         except SnapshotError as exc:
             skip(path, str(exc))
             continue
-        records: Iterator[Any] = iter(eventlog.read(d, from_seq=seq, to_seq=to_seq, key=key))
+        records = tail_records(d, info, to_seq=to_seq, key=key)
         try:
-            first = next(records, None)
-            if first is None or first.seq != seq:
-                skip(path, f"the log has no record {seq} to check it against")
-                continue
-            if first.digest != digest:
-                skip(
-                    path,
-                    f"its chain digest at seq {seq} differs from the log's: "
-                    "it was taken from a different history",
-                )
-                continue
-            n = replay(records, projection)
+            n = replay(records, info.projection)
+        except eventlog.PositionMismatchError as exc:
+            skip(path, f"it was taken from a different history: {exc.reason}")
+            continue
         finally:
             close = getattr(records, "close", None)
             if close is not None:
                 close()
-        return LoadResult(projection, path, seq, n, tuple(skipped))
+        return LoadResult(info.projection, path, seq, n, tuple(skipped))
     projection = Projection(netns_dir)
     n = replay(eventlog.read(d, from_seq=1, to_seq=to_seq, key=key), projection) if to_seq else 0
     return LoadResult(projection, None, 0, n, tuple(skipped))

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+import eventlog
 from eventlog import Durability, EventLog, crashpoints
 from sandbox import events as ev
 from sandbox import reconciler, snapshot
@@ -53,7 +54,7 @@ from sandbox.errors import (
     StoreError,
 )
 from sandbox.ids import validate_id, validate_name
-from sandbox.netns import DEFAULT_NETNS_DIR, is_live_netns
+from sandbox.netns import DEFAULT_NETNS_DIR, NetNS, is_live_netns
 from sandbox.ownership import NetNSState
 from sandbox.projection import Projection
 from sandbox.reconciler import ReconcileReport
@@ -131,18 +132,23 @@ class Store:
         durability: Durability = "always",
         actor: str | None = None,
         key: bytes | None = None,
+        segment_bytes: int | None = None,
     ) -> Store:
         """Open (or create) the store in ``state_dir``: take the writer lock, replay
         (newest valid snapshot + tail), reconcile namespaces, return.
 
         The event log's segments, its ``LOCK`` and the ``*.snap`` files all live
         in ``state_dir`` itself. Reconcile errors never abort the open: they are
-        logged and kept in ``last_reconcile_report``.
+        logged and kept in ``last_reconcile_report``. ``segment_bytes`` is passed
+        to ``EventLog.open`` (None: the event log's default).
         """
         sdir = os.path.abspath(os.fspath(state_dir))
         ndir = os.path.abspath(os.fspath(netns_dir))
         envelope = ev.Envelope(actor)
-        log_ = EventLog.open(sdir, durability=durability, key=key)
+        if segment_bytes is None:
+            log_ = EventLog.open(sdir, durability=durability, key=key)
+        else:
+            log_ = EventLog.open(sdir, durability=durability, key=key, segment_bytes=segment_bytes)
         try:
             result = snapshot.load(sdir, to_seq=log_.last_seq, netns_dir=ndir, key=key)
             if result.projection.last_seq != log_.last_seq:
@@ -302,10 +308,21 @@ class Store:
                     f"sandbox {md.id} was added but its network namespace {path} could not "
                     f"be created: {why}; call reconcile() to retry or delete() the sandbox"
                 )
-        result = self.get(md.id)
-        if result is None:  # deleted by another thread meanwhile
+            result = self.get(md.id)
+            if result is None:  # deleted by another thread meanwhile
+                raise NotFoundError(f"sandbox {md.id} was deleted while it was being added")
+            return result
+        with self._read:
+            present = md.id in self._proj
+        if not present:  # deleted by another thread meanwhile
             raise NotFoundError(f"sandbox {md.id} was deleted while it was being added")
-        return result
+        # Built once, from what add already holds, rather than rebuilt from the event
+        # (what ``get`` would return: this metadata, an equal status, and for a sandbox
+        # without an owned namespace the caller's path as the handle, if any).
+        netns = NetNS(md.netns_path, self.netns_dir) if md.netns_path else None
+        if md is sandbox.metadata and netns == sandbox.netns:
+            return sandbox
+        return Sandbox(md, sandbox.status, netns)
 
     def delete(self, id_or_prefix: str) -> None:
         """Delete a sandbox and (through the reconciler) its owned namespace.
@@ -447,9 +464,13 @@ class Store:
         self._no_command_in_fn("snapshot")
         with self._cmd:
             self._check_writable()
+            # No append is in flight (commands hold _cmd): the log ends at last_seq,
+            # so the snapshot can record where (load then reads the tail from there).
+            head = self._log.head
+            seq = self._proj.last_seq
+            position = eventlog.end_position(self.state_dir, seq, head)
             with self._read:
-                seq = self._proj.last_seq
-                data = snapshot.encode(self._proj, self._log.head)
+                data = snapshot.encode(self._proj, head, position)
         return snapshot.write_snapshot(self.state_dir, seq, data)
 
     # -- watching ---------------------------------------------------------------
@@ -476,6 +497,15 @@ class Store:
     @property
     def last_seq(self) -> int:
         return self._proj.last_seq
+
+    @property
+    def synced_offset(self) -> tuple[str, int]:
+        """The event log's ``(current segment path, bytes of it known durable)``.
+
+        Bytes past it may vanish in a power loss (earlier segments were synced
+        at rotation; with durability ``none`` nothing ever is). Read-only.
+        """
+        return self._log.synced_offset
 
     @property
     def head(self) -> bytes:

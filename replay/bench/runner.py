@@ -330,7 +330,7 @@ def _store_rows(ctx: _Context) -> list[Row]:
 
 def _store_names(p: Plan) -> list[str]:
     return [
-        "durable add",  # the module appends " (<size> B event)"
+        "durable add",  # the event's size is the row's event_bytes field
         f"replay {p.store_replay:,} events (read+apply)",
         f"replay {p.store_replay:,} events (apply only)",
     ]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from eventlog import EventLog
 from eventlog import read as read_log
 from replay.crash import mounts
 from replay.crash import workload as wl
@@ -41,25 +40,9 @@ SEGMENT_BYTES = int(os.environ.get("SANDBOX_CRASHTEST_SEGMENT_BYTES", "4096"))
 
 
 def open_store(state_dir: str, netns_dir: str, *, segment_bytes: int | None = None) -> Store:
-    """Open the store the way the harness tests it: durability "always", small segments.
-
-    ``Store.open`` has no ``segment_bytes`` parameter, so the EventLog.open the
-    store calls is wrapped for the duration of the call (a harness-only shim;
-    it goes away when Store.open grows the parameter).
-    """
+    """Open the store the way the harness tests it: durability "always", small segments."""
     size = SEGMENT_BYTES if segment_bytes is None else segment_bytes
-    original = EventLog.__dict__["open"]
-
-    def small_segments(cls: type[EventLog], directory: Any, /, **kwargs: Any) -> EventLog:
-        kwargs.setdefault("segment_bytes", size)
-        opened: EventLog = original.__func__(cls, directory, **kwargs)
-        return opened
-
-    EventLog.open = classmethod(small_segments)  # type: ignore[assignment,method-assign]
-    try:
-        return Store.open(state_dir, netns_dir=netns_dir, durability="always")
-    finally:
-        EventLog.open = original  # type: ignore[method-assign]
+    return Store.open(state_dir, netns_dir=netns_dir, durability="always", segment_bytes=size)
 
 
 def replay_verify(state_dir: str, netns_dir: str, head: bytes | None) -> tuple[bool, list[str]]:
@@ -71,16 +54,8 @@ def replay_verify(state_dir: str, netns_dir: str, head: bytes | None) -> tuple[b
 
 
 def durable(store: Store) -> list[Any] | None:
-    """``[segment path, durable bytes, segment names, snapshot names]`` right now.
-
-    ``synced_offset`` is read from the store's EventLog (``Store._log``: the
-    store has no public accessor for it); None if the log does not offer it.
-    """
-    log_ = getattr(store, "_log", None)
-    synced = getattr(log_, "synced_offset", None)
-    if synced is None:
-        return None
-    segment, offset = synced
+    """``[segment path, durable bytes, segment names, snapshot names]`` right now."""
+    segment, offset = store.synced_offset
     names = sorted(os.listdir(store.state_dir))
     segs = [n for n in names if n.endswith(".log")]
     snaps = [n for n in names if n.endswith(".snap")]
