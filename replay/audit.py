@@ -19,8 +19,8 @@ and describing each event against the projection just before it is applied
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import attrs
 
@@ -35,7 +35,14 @@ from sandbox.errors import AmbiguousPrefixError, InvalidIDError, NotFoundError
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
 
-__all__ = ["EVENT_TYPES", "AuditEntry", "audit", "describe", "normalise_types"]
+__all__ = [
+    "EVENT_TYPES",
+    "AuditEntry",
+    "audit",
+    "describe",
+    "normalise_types",
+    "select_entries",
+]
 
 #: Every event type, in the order of docs/ARCHITECTURE.md.
 EVENT_TYPES: tuple[str, ...] = tuple(ev.CURRENT)
@@ -86,6 +93,10 @@ class AuditEntry:
             "summary": self.summary,
             "changes": self.changes,
         }
+
+
+#: An ``AuditEntry`` or a subclass (``replay.fleet.audit.FleetAuditEntry``).
+_E = TypeVar("_E", bound=AuditEntry)
 
 
 def _change(old: Any, new: Any) -> dict[str, Any]:
@@ -270,34 +281,66 @@ def audit(
     ``since``/``until``: int ns or datetime, inclusive. ``types``: event
     type names (``StatusUpdated``; any case).
     """
+    return select_entries(
+        lambda: entries(state_dir, key=key, netns_dir=netns_dir, progress=progress),
+        sandbox,
+        since,
+        until,
+        types,
+        where="the log's history",
+    )
+
+
+def select_entries(
+    open_entries: Callable[[], Iterable[_E]],
+    sandbox: str | None = None,
+    since: TimeLike | None = None,
+    until: TimeLike | None = None,
+    types: Iterable[str] | None = None,
+    *,
+    where: str,
+) -> list[_E]:
+    """The entries of a trail that pass ``audit``'s filters, oldest first.
+
+    The filters are checked (and may raise) before ``open_entries`` is
+    called, so a bad argument never opens a log or a stream. ``sandbox`` is
+    resolved against every id of the whole trail, as ``audit`` says;
+    ``where`` names the trail in the errors ("the log's history").
+    """
     if sandbox is not None and not sandbox:
         raise InvalidIDError("sandbox id (or prefix) must not be empty")
     since_ns = to_ns(since) if since is not None else None
     until_ns = to_ns(until) if until is not None else None
     wanted = normalise_types(types)
-    out: list[AuditEntry] = []
+    out: list[_E] = []
     matched_ids: set[str] = set()
-    for entry in entries(state_dir, key=key, netns_dir=netns_dir, progress=progress):
-        if sandbox is not None:
-            if not entry.sandbox_id.startswith(sandbox):
+    trail = iter(open_entries())
+    try:
+        for entry in trail:
+            if sandbox is not None:
+                if not entry.sandbox_id.startswith(sandbox):
+                    continue
+                matched_ids.add(entry.sandbox_id)
+            if since_ns is not None and entry.time_ns < since_ns:
                 continue
-            matched_ids.add(entry.sandbox_id)
-        if since_ns is not None and entry.time_ns < since_ns:
-            continue
-        if until_ns is not None and entry.time_ns > until_ns:
-            continue
-        if wanted is not None and entry.type not in wanted:
-            continue
-        out.append(entry)
+            if until_ns is not None and entry.time_ns > until_ns:
+                continue
+            if wanted is not None and entry.type not in wanted:
+                continue
+            out.append(entry)
+    finally:
+        close = getattr(trail, "close", None)
+        if close is not None:
+            close()
     if sandbox is not None:
         if not matched_ids:
-            raise NotFoundError(f"no sandbox with id or id prefix {sandbox!r} in the log's history")
+            raise NotFoundError(f"no sandbox with id or id prefix {sandbox!r} in {where}")
         if sandbox in matched_ids:
             out = [e for e in out if e.sandbox_id == sandbox]
         elif len(matched_ids) > 1:
             shown = ", ".join(sorted(matched_ids)[:2])
             raise AmbiguousPrefixError(
-                f"id prefix {sandbox!r} matches more than one sandbox in the log's history "
+                f"id prefix {sandbox!r} matches more than one sandbox in {where} "
                 f"({shown}, ...); give more characters"
             )
     return out

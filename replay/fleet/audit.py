@@ -5,7 +5,8 @@ the auditor looks at a node's state dir or at the fleet's copy - same
 summary, same ``changes``, same fields. The only addition is ``node`` (the
 subject the record came from): the envelope's ``host`` is what the writer
 said its name was, ``node`` is where the shipper put it, and on a fleet-wide
-trail both matter.
+trail both matter. The filters (``sandbox``, ``since``, ``until``, ``types``)
+are ``replay.audit.select_entries``, the very code of the local ``audit``.
 
 Entries of ``'*'`` come in record-time order across nodes (each node's own
 order is always kept); each node is folded with its own projection, so the
@@ -20,12 +21,11 @@ from typing import Any, cast
 import attrs
 
 from eventlog.format import Record
-from replay.audit import AuditEntry, describe, normalise_types
+from replay.audit import AuditEntry, describe, select_entries
 from replay.fleet.errors import FleetDataError
 from replay.fleet.message import DEFAULT_STREAM
 from replay.fleet.source import ALL_NODES, fleet_records
-from replay.timespec import TimeLike, to_ns
-from sandbox.errors import AmbiguousPrefixError, InvalidIDError, NotFoundError
+from replay.timespec import TimeLike
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
 
@@ -89,43 +89,14 @@ def fleet_audit(
     same prefix may name sandboxes on several nodes, which is ambiguous
     unless it is an exact id.
     """
-    if sandbox is not None and not sandbox:
-        raise InvalidIDError("sandbox id (or prefix) must not be empty")
-    since_ns = to_ns(since) if since is not None else None
-    until_ns = to_ns(until) if until is not None else None
-    wanted = normalise_types(types)
-    out: list[FleetAuditEntry] = []
-    matched: set[tuple[str, str]] = set()
-    records = fleet_records(nats_url, stream, node, creds=creds)
-    try:
-        for entry in fleet_audit_entries(records, netns_dir=netns_dir):
-            if sandbox is not None:
-                if not entry.sandbox_id.startswith(sandbox):
-                    continue
-                matched.add((entry.node, entry.sandbox_id))
-            if since_ns is not None and entry.time_ns < since_ns:
-                continue
-            if until_ns is not None and entry.time_ns > until_ns:
-                continue
-            if wanted is not None and entry.type not in wanted:
-                continue
-            out.append(entry)
-    finally:
-        close = getattr(records, "close", None)
-        if close is not None:
-            close()
-    if sandbox is not None:
-        ids = {sid for _, sid in matched}
-        if not ids:
-            raise NotFoundError(
-                f"no sandbox with id or id prefix {sandbox!r} in the history on {stream}"
-            )
-        if sandbox in ids:
-            out = [e for e in out if e.sandbox_id == sandbox]
-        elif len(ids) > 1:
-            shown = ", ".join(sorted(ids)[:2])
-            raise AmbiguousPrefixError(
-                f"id prefix {sandbox!r} matches more than one sandbox in the history on "
-                f"{stream} ({shown}, ...); give more characters"
-            )
-    return out
+
+    def trail() -> Iterator[FleetAuditEntry]:
+        records = fleet_records(nats_url, stream, node, creds=creds)
+        try:
+            yield from fleet_audit_entries(records, netns_dir=netns_dir)
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
+
+    return select_entries(trail, sandbox, since, until, types, where=f"the history on {stream}")

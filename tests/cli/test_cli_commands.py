@@ -18,7 +18,8 @@ from pathlib import Path
 
 import attrs
 import pytest
-from replay_support import REPO, parse, sandbox, sandboxctl
+from replay_support import parse
+from support import NO_TRACEBACK, REPO, fails, ok, sandbox, sandboxctl
 
 from sandbox import State, Store
 
@@ -26,7 +27,6 @@ GOLDEN = Path(__file__).parent / "golden"
 NGINX = "0123456789abcdef" * 4
 REDIS = "fedcba9876543210" * 4
 DNS = "0123aaaabbbbcccc" * 4
-NO_TRACEBACK = "Traceback"
 
 
 def make_state(state_dir: Path, netns_dir: Path) -> int:
@@ -56,21 +56,6 @@ def golden(name: str, got: str) -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(got)
     assert got == path.read_text(), f"{name} differs from the golden file:\n{got}"
-
-
-def ok(cp: subprocess.CompletedProcess[str]) -> str:
-    assert cp.returncode == 0, (cp.returncode, cp.stdout, cp.stderr)
-    assert NO_TRACEBACK not in cp.stderr
-    return cp.stdout
-
-
-def fails(cp: subprocess.CompletedProcess[str], code: int, words: str = "") -> str:
-    """Exit ``code`` with ONE line on stderr, ``sandboxctl: error: ...``, no traceback."""
-    assert cp.returncode == code, (cp.returncode, cp.stdout, cp.stderr)
-    lines = cp.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sandboxctl: error: "), cp.stderr
-    assert words in lines[0], (words, lines[0])
-    return lines[0]
 
 
 # -- tables and JSON -------------------------------------------------------------------------

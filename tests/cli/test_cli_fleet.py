@@ -17,28 +17,11 @@ from typing import Any
 
 import attrs
 import pytest
-from replay_support import REPO, sandbox, sandboxctl
+from support import NO_TRACEBACK, REPO, fails, ok, sandbox, sandboxctl
 
 from replay import cli
 from replay.fleet.natsserver import LocalNatsServer, free_port
 from sandbox import State, Store
-
-NO_TRACEBACK = "Traceback"
-
-
-def ok(cp: subprocess.CompletedProcess[str]) -> str:
-    assert cp.returncode == 0, (cp.returncode, cp.stdout, cp.stderr)
-    assert NO_TRACEBACK not in cp.stderr
-    return cp.stdout
-
-
-def fails(cp: subprocess.CompletedProcess[str], code: int, words: str = "") -> str:
-    """Exit ``code`` with ONE line on stderr, ``sandboxctl: error: ...``, no traceback."""
-    assert cp.returncode == code, (cp.returncode, cp.stdout, cp.stderr)
-    lines = cp.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sandboxctl: error: "), cp.stderr
-    assert words in lines[0], (words, lines[0])
-    return lines[0]
 
 
 def make_node(state_dir: Path, netns_dir: Path, node: str, pods: int) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -9,10 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from replay_support import REPO, nsfs_mounts_under, sandbox, sandboxctl
+from support import REPO, nsfs_mounts_under, sandbox, sandboxctl
 
 from sandbox import Store
 
@@ -25,6 +27,18 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
         text=True,
         cwd=REPO,
     )
+
+
+@contextlib.contextmanager
+def _follow_from_2(state_dir: Path, fmt: str) -> Iterator[subprocess.Popen[str]]:
+    """``sandboxctl follow --from 2 -o FMT`` as a child; killed if still running at the end."""
+    proc = _spawn("--state-dir", str(state_dir), "follow", "--from", "2", "-o", fmt)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 _pending: dict[int, bytes] = {}
@@ -65,8 +79,7 @@ def test_follow_prints_events_from_another_process_and_sigint_ends_it(
         store.add(sandbox("existing"))
     # --from 2: whether the follower has finished starting when the writer
     # below appends or not, records 2 and 3 are what it must print.
-    proc = _spawn("--state-dir", str(state_dir), "follow", "--from", "2", "-o", fmt)
-    try:
+    with _follow_from_2(state_dir, fmt) as proc:
         if fmt == "table":
             assert len(_read_lines(proc, 1, 20)) == 1  # the header
         with Store.open(state_dir, netns_dir=spare_netns_dir, actor="writer") as store:
@@ -83,10 +96,6 @@ def test_follow_prints_events_from_another_process_and_sigint_ends_it(
             assert lines[0].startswith("2 ") and "SandboxAdded" in lines[0]
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and err == ""
 
@@ -95,16 +104,11 @@ def test_follow_from_a_past_seq_then_sigterm(state_dir: Path, spare_netns_dir: P
     with Store.open(state_dir, netns_dir=spare_netns_dir) as store:
         for i in range(3):
             store.add(sandbox(f"p{i}"))
-    proc = _spawn("--state-dir", str(state_dir), "follow", "--from", "2", "-o", "jsonl")
-    try:
+    with _follow_from_2(state_dir, "jsonl") as proc:
         lines = _read_lines(proc, 2, 20)
         assert [json.loads(line)["seq"] for line in lines] == [2, 3]
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0 and err == ""
 
 

@@ -12,13 +12,12 @@ conftest.py); what they need is handed out as fixtures.
 
 from __future__ import annotations
 
-import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from replay.crash import mounts
+import support
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,8 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _need_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the store creates real network namespaces")
+    support.skip_unless_root("the store creates real network namespaces")
 
 
 @pytest.fixture(autouse=True)
@@ -48,10 +46,7 @@ def crash_dir(tmp_path: Path) -> Iterator[str]:
     d = tmp_path / "crash"
     d.mkdir()
     yield str(d)
-    leaked = mounts.nsfs_mounts_under(d)
-    mounts.clear(d, remove_dir=True)
-    if leaked:
-        pytest.fail(
-            "leaked network namespace mount(s): " + ", ".join(m.mount_point for m in leaked),
-            pytrace=False,
-        )
+    leaked = support.nsfs_mounts_under(d)
+    support.detach_everything_under(d)
+    shutil.rmtree(d, ignore_errors=True)
+    support.fail_on_leaks(leaked)

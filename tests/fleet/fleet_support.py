@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -12,16 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import REPO
 
 from eventlog import EventLog
 from sandbox import Metadata, PodSandboxConfig, PodSandboxMetadata, State, Status
 from sandbox import events as ev
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def payload(i: int, node: str = "n", salt: str = "s") -> dict[str, Any]:

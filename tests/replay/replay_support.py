@@ -1,4 +1,5 @@
-"""Helpers for the replay tests: sandboxes, raw segment surgery, mount checks.
+"""Helpers for the replay tests: raw segment surgery (sandboxes, mount checks and
+``sandboxctl`` are in tests/support.py).
 
 Byte surgery follows FORMAT.md and uses eventlog's own encoder
 (``eventlog.format.encode_record`` / ``encode_segment_header``): a test that
@@ -8,12 +9,6 @@ the forger.
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-import time
-import uuid
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,35 +16,6 @@ from pathlib import Path
 import attrs
 
 from eventlog import format as fmt
-from sandbox import Metadata, PodSandboxConfig, PodSandboxMetadata, Sandbox, State, Status
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def sandbox(
-    name: str,
-    namespace: str = "default",
-    *,
-    sid: str | None = None,
-    state: State = State.READY,
-    created_at: int | None = None,
-    attempt: int = 0,
-    netns_path: str = "",
-) -> Sandbox:
-    uid = f"uid-{name}"
-    cfg = PodSandboxConfig(
-        metadata=PodSandboxMetadata(name=name, uid=uid, namespace=namespace, attempt=attempt),
-        labels={"app": name},
-    )
-    md = Metadata(
-        sid or uuid.uuid4().hex + uuid.uuid4().hex,
-        f"{name}_{namespace}_{uid}_{attempt}",
-        cfg,
-        netns_path,
-    )
-    status = Status(state, created_at=created_at if created_at is not None else time.time_ns())
-    return Sandbox(md, status)
-
 
 # -- raw segment surgery -------------------------------------------------------------------
 
@@ -128,39 +94,3 @@ def write_records(
 def replace_in_payload(r: RawRecord, old: bytes, new: bytes) -> None:
     assert old in r.payload, (old, r.payload)
     r.payload = r.payload.replace(old, new, 1)
-
-
-# -- mounts ---------------------------------------------------------------------------------
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def nsfs_mounts_under(directory: str | os.PathLike[str]) -> list[str]:
-    real = os.path.realpath(directory)
-    out: list[str] = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            point = _unescape(left.split()[4])
-            if right.split()[0] == "nsfs" and point.startswith(real + os.sep):
-                out.append(point)
-    return out
-
-
-# -- subprocesses ---------------------------------------------------------------------------
-
-
-def sandboxctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.pop("SANDBOXCTL_STATE_DIR", None)
-    env.pop("SANDBOX_CRASHPOINT", None)
-    return subprocess.run(
-        [sys.executable, "-m", "replay", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
-    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from replay_support import sandbox
+from support import sandbox
 
 import eventlog
 import replay

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from replay_support import REPO, sandbox
+from support import REPO, sandbox
 
 import replay
 from eventlog.format import Record

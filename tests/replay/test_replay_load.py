@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 import pytest
-from replay_support import sandbox
+from support import sandbox
 
 import eventlog
 import replay

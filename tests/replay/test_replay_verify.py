@@ -12,7 +12,8 @@ from pathlib import Path
 
 import attrs
 import pytest
-from replay_support import parse, replace_in_payload, sandbox, sandboxctl, write_records
+from replay_support import parse, replace_in_payload, write_records
+from support import sandbox, sandboxctl
 
 import replay
 from eventlog import EventLog

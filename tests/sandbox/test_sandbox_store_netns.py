@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import threading
 import time
@@ -11,12 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from support import CNI_NAME as CNI
+from support import Mount
+
 import eventlog
 from sandbox import NetNS, Sandbox, Store
 from sandbox.netns import is_live_netns
 
 MakeSandbox = Callable[..., Sandbox]
-CNI = re.compile(r"^cni-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
 def events(state_dir: Path, *types: str) -> list[dict[str, Any]]:
@@ -172,7 +173,7 @@ def test_reboot_simulation_records_closed_and_recreates_nothing(
     state_dir: Path,
     netns_dir: Path,
     make_sandbox: MakeSandbox,
-    mounts_under: Callable[[Path], list[tuple[str, str]]],
+    mounts_under: Callable[[Path], list[Mount]],
 ) -> None:
     with Store.open(state_dir, netns_dir=netns_dir) as store:
         paths = [

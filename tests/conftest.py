@@ -1,0 +1,71 @@
+"""Fixtures shared by every test directory; plain helpers live in tests/support.py.
+
+``netns_dir`` is a fresh directory under tmp_path (the test skips when not
+root). At teardown everything still mounted under tmp_path is detached (one
+failing test never leaks into the next) and an nsfs mount left behind FAILS
+the test - a leaked namespace is a bug, not noise. tests/netns overrides it
+with its own ``netns_dirs`` factory, leak-checked the same way.
+
+Test modules do not import conftest files (several test directories have
+one); what they need is a fixture here or a helper in ``support``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.register_assert_rewrite("support")
+
+import support  # noqa: E402  (after register_assert_rewrite, so its asserts explain)
+
+from replay.fleet.natsserver import LocalNatsServer, find_nats_server  # noqa: E402
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """Where the log goes; not created (Store.open creates it, readers must not)."""
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def netns_dir(tmp_path: Path) -> Iterator[Path]:
+    """A netns dir under tmp_path; a namespace left mounted under tmp FAILS the test."""
+    support.skip_unless_root()
+    d = tmp_path / "netns"
+    d.mkdir()
+    yield d
+    support.clean_and_check(tmp_path)
+
+
+@pytest.fixture
+def spare_netns_dir(tmp_path: Path) -> Path:
+    """A netns dir for stores that make no namespaces (never created on disk)."""
+    return tmp_path / "unused-netns"
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[LocalNatsServer]:
+    """A running ``nats-server -js`` on 127.0.0.1 (a free port, a private store); killed
+    at the end.
+
+    Why a real server: what must hold (exactly once, in order, across a server that
+    is killed and restarted, and a shipper that is SIGKILLed) is a property of the
+    client and the server together; a fake server would test the fake.
+
+    Skips without nats-server, except in CI (``CI=true``), where a missing server is
+    a failure: CI runs scripts/ensure-nats-server first, so a skip there would hide
+    a broken setup.
+    """
+    if find_nats_server() is None:
+        if support.in_ci():
+            pytest.fail("nats-server is not installed in CI: run scripts/ensure-nats-server")
+        pytest.skip("nats-server is not installed (scripts/ensure-nats-server installs it)")
+    server = LocalNatsServer(store_dir=tmp_path / "nats-store")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

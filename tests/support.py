@@ -1,0 +1,187 @@
+"""Plain helpers shared by every test directory (tests/conftest.py puts tests/ on
+sys.path, so test modules and conftests import this as ``support``).
+
+Mount checks read /proc/self/mountinfo directly and unmount with the raw
+syscall wrapper: what counts as a leaked namespace must not come from the code
+under test. Directory-specific helpers stay in the directory's own
+``*_support.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import attrs
+import pytest
+
+from sandbox import Metadata, PodSandboxConfig, PodSandboxMetadata, Sandbox, State, Status, _linux
+
+REPO = Path(__file__).resolve().parents[1]
+NSFS = "nsfs"
+NO_TRACEBACK = "Traceback"
+CNI_NAME = re.compile(r"^cni-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+# -- mounts ---------------------------------------------------------------------------------
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+@attrs.frozen
+class Mount:
+    mount_point: str
+    fstype: str
+    root: str
+
+
+def mounts() -> list[Mount]:
+    """The calling process's mount table, from /proc/self/mountinfo."""
+    out: list[Mount] = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            out.append(Mount(_unescape(fields[4]), right.split()[0], _unescape(fields[3])))
+    return out
+
+
+def mounts_at(path: str | os.PathLike[str]) -> list[Mount]:
+    """Every mount stacked exactly at ``path`` (its real path)."""
+    real = os.path.realpath(path)
+    return [m for m in mounts() if m.mount_point == real]
+
+
+def mounts_under(directory: str | os.PathLike[str]) -> list[Mount]:
+    """Every mount strictly below ``directory`` (its real path)."""
+    real = os.path.realpath(directory)
+    return [m for m in mounts() if m.mount_point.startswith(real + os.sep)]
+
+
+def nsfs_mounts_under(directory: str | os.PathLike[str]) -> list[str]:
+    """The mount points of the namespace (nsfs) mounts below ``directory``."""
+    return [m.mount_point for m in mounts_under(directory) if m.fstype == NSFS]
+
+
+def detach_everything_under(directory: str | os.PathLike[str]) -> list[Mount]:
+    """Unmount (lazily, deepest first, stacked ones too) every mount under
+    ``directory``; returns what was found."""
+    found = mounts_under(directory)
+    for _ in range(len(found) + 8):
+        left = mounts_under(directory)
+        if not left:
+            break
+        for m in sorted(left, key=lambda m: len(m.mount_point), reverse=True):
+            with contextlib.suppress(OSError):
+                _linux.umount_detach(m.mount_point)
+    return found
+
+
+def fail_on_leaks(leaked: list[str]) -> None:
+    """FAIL the running test when any namespace mount was left behind."""
+    if leaked:
+        pytest.fail("leaked network namespace mount(s): " + ", ".join(leaked), pytrace=False)
+
+
+def clean_and_check(directory: str | os.PathLike[str]) -> None:
+    """Teardown of a netns dir: detach everything under ``directory`` (one failing
+    test never leaks into the next), then FAIL the test if any of it was nsfs."""
+    fail_on_leaks([m.mount_point for m in detach_everything_under(directory) if m.fstype == NSFS])
+
+
+def skip_unless_root(why: str = "creates real network namespaces") -> None:
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root: {why}")
+
+
+# -- sandboxes ------------------------------------------------------------------------------
+
+
+def sandbox(
+    name: str,
+    namespace: str = "default",
+    *,
+    sid: str | None = None,
+    state: State = State.READY,
+    created_at: int | None = None,
+    attempt: int = 0,
+    netns_path: str = "",
+) -> Sandbox:
+    uid = f"uid-{name}"
+    cfg = PodSandboxConfig(
+        metadata=PodSandboxMetadata(name=name, uid=uid, namespace=namespace, attempt=attempt),
+        labels={"app": name},
+    )
+    md = Metadata(
+        sid or uuid.uuid4().hex + uuid.uuid4().hex,
+        f"{name}_{namespace}_{uid}_{attempt}",
+        cfg,
+        netns_path,
+    )
+    status = Status(state, created_at=created_at if created_at is not None else time.time_ns())
+    return Sandbox(md, status)
+
+
+# -- subprocesses ---------------------------------------------------------------------------
+
+
+def run_python(
+    code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child interpreter of this venv (repo on sys.path)."""
+    full_env = dict(os.environ)
+    full_env.pop("SANDBOX_CRASHPOINT", None)
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def sandboxctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m replay ARGS`` from the repo, without a state dir or crash point
+    inherited from the developer's shell."""
+    env = dict(os.environ)
+    env.pop("SANDBOXCTL_STATE_DIR", None)
+    env.pop("SANDBOX_CRASHPOINT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "replay", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
+
+
+def ok(cp: subprocess.CompletedProcess[str]) -> str:
+    """Exit 0 and no traceback; the stdout."""
+    assert cp.returncode == 0, (cp.returncode, cp.stdout, cp.stderr)
+    assert NO_TRACEBACK not in cp.stderr
+    return cp.stdout
+
+
+def fails(cp: subprocess.CompletedProcess[str], code: int, words: str = "") -> str:
+    """Exit ``code`` with ONE line on stderr, ``sandboxctl: error: ...``, no traceback."""
+    assert cp.returncode == code, (cp.returncode, cp.stdout, cp.stderr)
+    lines = cp.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sandboxctl: error: "), cp.stderr
+    assert words in lines[0], (words, lines[0])
+    return lines[0]
