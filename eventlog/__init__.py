@@ -17,11 +17,12 @@ from .errors import (
     LogClosedError,
     LogLockedError,
     LogPoisonedError,
+    PositionMismatchError,
     RecordTooLargeError,
 )
 from .follow import Follower, follow
 from .format import DEFAULT_MAX_RECORD_BYTES, Position, Record
-from .reader import PositionMismatchError, end_position, read
+from .reader import end_position, read
 from .verify import Problem, VerifyReport, verify
 from .writer import DEFAULT_SEGMENT_BYTES, Durability, EventLog, EventLogStats
 

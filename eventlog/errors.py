@@ -10,6 +10,10 @@ into a :class:`CorruptLogError` that says where the bad bytes are.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .format import Position
 
 
 class EventLogError(Exception):
@@ -80,3 +84,21 @@ class RecordTooLargeError(EventLogError, ValueError):
 
 class KeyRequiredError(EventLogError):
     """The log is keyed (its chain is a MAC) and no key was given to a writer."""
+
+
+class PositionMismatchError(EventLogError):
+    """The log's digest after ``position.seq`` is not ``position.digest``.
+
+    Raised by ``read(..., start=position)`` (before it yields anything) when
+    the position belongs to another history - a log replaced or rewritten
+    under it, a tail cut by recovery and written again - or when the log
+    ends before ``position.seq``. Not corruption: the log itself may be fine.
+    """
+
+    def __init__(self, position: Position, reason: str):
+        self.position = position
+        self.reason = reason
+        super().__init__(
+            f"position {position.segment}@{position.offset} (seq {position.seq}) "
+            f"does not match the log: {reason}"
+        )

@@ -64,7 +64,7 @@ from itertools import chain
 
 import attrs
 
-from .errors import CorruptLogError, EventLogError
+from .errors import CorruptLogError, EventLogError, PositionMismatchError
 from .format import (
     DEFAULT_MAX_RECORD_BYTES,
     DIGEST_SIZE,
@@ -90,24 +90,6 @@ from .scanner import (
 from .segments import SegmentFile, check_first_segment, list_segments, read_file
 
 __all__ = ["PositionMismatchError", "SegmentWalk", "end_position", "read"]
-
-
-class PositionMismatchError(EventLogError):
-    """The log's digest after ``position.seq`` is not ``position.digest``.
-
-    Raised by ``read(..., start=position)`` (before it yields anything) when
-    the position belongs to another history - a log replaced or rewritten
-    under it, a tail cut by recovery and written again - or when the log
-    ends before ``position.seq``. Not corruption: the log itself may be fine.
-    """
-
-    def __init__(self, position: Position, reason: str):
-        self.position = position
-        self.reason = reason
-        super().__init__(
-            f"position {position.segment}@{position.offset} (seq {position.seq}) "
-            f"does not match the log: {reason}"
-        )
 
 
 @attrs.frozen

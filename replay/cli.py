@@ -42,6 +42,8 @@ import attrs
 import eventlog
 from eventlog.segments import list_segments
 from replay import output
+from replay.argtypes import int_at_least
+from replay.argtypes import key_from_args as _key
 from replay.audit import AuditEntry, audit
 from replay.diff import PointInfo, diff
 from replay.errors import (
@@ -439,14 +441,7 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
-def _seq_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a seq number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seq is >= 0, got {value}")
-    return value
+_seq_arg = int_at_least(0, not_int="not a seq number", too_small="a seq is >= 0")
 
 
 # -- shared helpers ---------------------------------------------------------------------
@@ -463,20 +458,6 @@ def _state_dir(args: argparse.Namespace, *, must_exist: bool = True) -> str:
 
 def _netns_dir(args: argparse.Namespace) -> str:
     return str(args.netns_dir or DEFAULT_NETNS_DIR)
-
-
-def _key(args: argparse.Namespace) -> bytes | None:
-    path = getattr(args, "key_file", None)
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as f:
-            key = f.read()
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read key file {path}: {exc.strerror or exc}") from None
-    if not 1 <= len(key) <= 64:
-        raise InvalidInputError(f"key file {path} holds {len(key)} bytes; a key is 1 to 64 bytes")
-    return key
 
 
 @contextlib.contextmanager

@@ -39,6 +39,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import attrs
@@ -49,10 +50,9 @@ from replay.errors import PointOutOfRangeError, StateDirMissingError
 from replay.progress import LogProgress
 from replay.timespec import TimeLike, to_ns
 from sandbox import snapshot as snap
-from sandbox.errors import AmbiguousPrefixError, InvalidIDError, NotFoundError
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
-from sandbox.sandbox import Sandbox
+from sandbox.reads import NO_GUARD, Reads
 
 __all__ = ["StoreView", "check_state_dir", "load"]
 
@@ -77,7 +77,7 @@ def has_log(state_dir: str) -> bool:
 
 
 @attrs.define(eq=False)
-class StoreView:
+class StoreView(Reads):
     """The store's state at one point of the log; read-only.
 
     ``seq`` is the last event folded in (0 for the empty state), ``time_ns``
@@ -101,44 +101,16 @@ class StoreView:
     def resolve(self, id_or_prefix: str) -> str:
         """Full id of an exact id or unique prefix (NotFoundError, AmbiguousPrefixError,
         InvalidIDError)."""
-        if not isinstance(id_or_prefix, str):
-            raise InvalidIDError(f"sandbox id must be a str, got {type(id_or_prefix).__name__}")
-        return self.projection.resolve(id_or_prefix)
+        return self._resolve(id_or_prefix)
 
-    def get(self, id_or_prefix: str) -> Sandbox | None:
-        """The sandbox for an id or unique prefix, None if there is none (the seed's Get)."""
-        try:
-            sandbox_id = self.resolve(id_or_prefix)
-        except NotFoundError:
-            return None
-        return self.projection.sandbox(sandbox_id)
+    def _read_projection(self) -> Projection:
+        return self.projection
 
-    def __getitem__(self, id_or_prefix: str) -> Sandbox:
-        sb = self.get(id_or_prefix)
-        if sb is None:
-            raise NotFoundError(
-                f"no sandbox with id or id prefix {id_or_prefix!r} at seq {self.seq}"
-            )
-        return sb
+    def _read_guard(self) -> AbstractContextManager[object]:
+        return NO_GUARD  # nothing else folds into a view's projection
 
-    def __contains__(self, id_or_prefix: object) -> bool:
-        if not isinstance(id_or_prefix, str):
-            return False
-        try:
-            return self.get(id_or_prefix) is not None
-        except (InvalidIDError, AmbiguousPrefixError):
-            return False
-
-    def __len__(self) -> int:
-        return len(self.projection)
-
-    def __iter__(self) -> Iterator[str]:
-        """The ids, in add order."""
-        return iter(self.projection.ids())
-
-    def list(self) -> list[Sandbox]:
-        """Every sandbox, in add order."""
-        return self.projection.sandboxes()
+    def _not_found_where(self) -> str:
+        return f" at seq {self.seq}"
 
     # -- following -----------------------------------------------------------
 

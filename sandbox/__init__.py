@@ -8,7 +8,6 @@ by an idempotent reconciler. See DESIGN.md "sandbox: the public API".
 from sandbox.config import (
     DNSConfig,
     Int64Value,
-    InvalidConfigError,
     LinuxPodSandboxConfig,
     LinuxSandboxSecurityContext,
     NamespaceOption,
@@ -22,24 +21,28 @@ from sandbox.errors import (
     AlreadyExistsError,
     AmbiguousPrefixError,
     ClosedNetNSError,
+    InvalidConfigError,
+    InvalidEventError,
     InvalidIDError,
+    InvalidMetadataError,
     InvalidTransitionError,
+    NetNSSetupError,
     NotFoundError,
+    SnapshotError,
+    StoreClosedError,
     StoreError,
     UnknownEventError,
     UnsafePathError,
     UnsupportedVersionError,
 )
-from sandbox.events import InvalidEventError
-from sandbox.metadata import InvalidMetadataError, Metadata
+from sandbox.metadata import Metadata
 from sandbox.netns import DEFAULT_NETNS_DIR, NetNS
 from sandbox.ownership import NetNSState, OwnedNetNS
 from sandbox.projection import Projection
 from sandbox.reconciler import ReconcileReport
 from sandbox.sandbox import Sandbox
-from sandbox.snapshot import SnapshotError
 from sandbox.status import State, Status
-from sandbox.store import NetNSSetupError, Store, StoreClosedError
+from sandbox.store import Store
 
 __all__ = [
     "DEFAULT_NETNS_DIR",

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, TypeVar
 
 import attrs
 
-from sandbox.errors import StoreError
+from sandbox.errors import InvalidConfigError
 
 __all__ = [
     "DNSConfig",
@@ -52,10 +52,6 @@ __all__ = [
     "SELinuxOption",
     "go_json_dumps",
 ]
-
-
-class InvalidConfigError(StoreError, ValueError):
-    """A CRI config (or a JSON document meant to be one) has a wrong type or value."""
 
 
 class Protocol(enum.IntEnum):

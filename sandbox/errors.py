@@ -49,3 +49,31 @@ class ClosedNetNSError(StoreError):
 class UnsafePathError(StoreError, ValueError):
     """A path the store refuses to touch: outside its netns_dir, a symlink, a
     directory, or a file with content."""
+
+
+class InvalidConfigError(StoreError, ValueError):
+    """A CRI config (or a JSON document meant to be one) has a wrong type or value."""
+
+
+class InvalidMetadataError(StoreError, ValueError):
+    """A metadata blob (or event payload) is not valid JSON or not shaped like Metadata."""
+
+
+class InvalidEventError(StoreError):
+    """An event of a known type and version lacks a field or has a wrong type."""
+
+
+class SnapshotError(StoreError):
+    """A snapshot file is unreadable, corrupt, or not of this format."""
+
+
+class StoreClosedError(StoreError):
+    """A command was given to a store after ``close()``."""
+
+
+class NetNSSetupError(StoreError):
+    """A sandbox was added (durably) but its network namespace could not be made.
+
+    The sandbox stays in the store, its namespace path stays owned; a later
+    ``reconcile()`` retries, ``delete()`` cleans up.
+    """

@@ -36,7 +36,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sandbox.errors import StoreError, UnknownEventError, UnsupportedVersionError
+from sandbox.errors import (
+    InvalidEventError,
+    UnknownEventError,
+    UnsupportedVersionError,
+)
 from sandbox.metadata import Metadata
 from sandbox.status import Status
 
@@ -86,10 +90,6 @@ CURRENT: dict[str, int] = {
     NETNS_REMOVED: 1,
     NETNS_CLOSED: 1,
 }
-
-
-class InvalidEventError(StoreError):
-    """An event of a known type and version lacks a field or has a wrong type."""
 
 
 class Envelope:

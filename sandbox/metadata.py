@@ -28,17 +28,13 @@ from typing import Any
 import attrs
 
 from sandbox.config import InvalidConfigError, PodSandboxConfig, go_json_dumps
-from sandbox.errors import StoreError, UnsupportedVersionError
+from sandbox.errors import InvalidMetadataError, UnsupportedVersionError
 from sandbox.ids import validate_id, validate_name
 
 __all__ = ["METADATA_VERSION", "InvalidMetadataError", "Metadata"]
 
 #: The only metadata blob version there is (containerd/cri's ``metadataVersion``).
 METADATA_VERSION = "v1"
-
-
-class InvalidMetadataError(StoreError, ValueError):
-    """A metadata blob (or event payload) is not valid JSON or not shaped like Metadata."""
 
 
 def _v_id(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:

@@ -54,7 +54,8 @@ import msgpack
 
 import eventlog
 from eventlog import crashpoints
-from sandbox.errors import StoreError
+from eventlog.segments import fsync_dir as _fsync_dir
+from sandbox.errors import SnapshotError
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
 
@@ -106,10 +107,6 @@ _OFFSET = struct.Struct(">Q")
 _CHECKSUM_BYTES = 32
 
 
-class SnapshotError(StoreError):
-    """A snapshot file is unreadable, corrupt, or not of this format."""
-
-
 class _RecordLike(Protocol):
     @property
     def seq(self) -> int: ...
@@ -119,14 +116,6 @@ class _RecordLike(Protocol):
 
 def snapshot_path(directory: str | os.PathLike[str], seq: int) -> str:
     return os.path.join(os.fspath(directory), f"{seq:020d}{SUFFIX}")
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @attrs.frozen

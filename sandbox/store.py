@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -48,15 +48,16 @@ from sandbox import events as ev
 from sandbox import reconciler, snapshot
 from sandbox.errors import (
     AlreadyExistsError,
-    AmbiguousPrefixError,
-    InvalidIDError,
+    NetNSSetupError,
     NotFoundError,
+    StoreClosedError,
     StoreError,
 )
 from sandbox.ids import validate_id, validate_name
 from sandbox.netns import DEFAULT_NETNS_DIR, NetNS, is_live_netns
 from sandbox.ownership import NetNSState
 from sandbox.projection import Projection
+from sandbox.reads import Reads
 from sandbox.reconciler import ReconcileReport
 from sandbox.sandbox import Sandbox
 from sandbox.status import Status, check_transition
@@ -77,19 +78,7 @@ AFTER_INTENT = crashpoints.register(
 StrPath = str | os.PathLike[str]
 
 
-class StoreClosedError(StoreError):
-    """A command was given to a store after ``close()``."""
-
-
-class NetNSSetupError(StoreError):
-    """A sandbox was added (durably) but its network namespace could not be made.
-
-    The sandbox stays in the store, its namespace path stays owned; a later
-    ``reconcile()`` retries, ``delete()`` cleans up.
-    """
-
-
-class Store:
+class Store(Reads):
     """containerd's sandbox store, event-sourced. Use ``Store.open``."""
 
     def __init__(
@@ -241,13 +230,6 @@ class Store:
             self._broken = exc
             raise
         return seqs
-
-    def _resolve(self, id_or_prefix: object) -> str:
-        """Full id (NotFoundError / AmbiguousPrefixError / InvalidIDError)."""
-        if not isinstance(id_or_prefix, str):
-            raise InvalidIDError(f"sandbox id must be a str, got {type(id_or_prefix).__name__}")
-        with self._read:
-            return self._proj.resolve(id_or_prefix)
 
     def add(self, sandbox: Sandbox, *, create_netns: bool = False) -> Sandbox:
         """Add a sandbox. ``AlreadyExistsError`` for a duplicate id or name,
@@ -514,47 +496,12 @@ class Store:
             head: bytes = self._log.head
             return head
 
-    def get(self, id_or_prefix: str) -> Sandbox | None:
-        """The sandbox for an id or unique prefix; None if there is none (the seed's
-        Get). Ambiguous prefix: AmbiguousPrefixError; empty/non-str: InvalidIDError."""
-        if not isinstance(id_or_prefix, str):
-            raise InvalidIDError(f"sandbox id must be a str, got {type(id_or_prefix).__name__}")
-        with self._read:
-            proj = self._proj
-            if id_or_prefix in proj:
-                return proj.sandbox(id_or_prefix)
-            try:
-                sandbox_id = proj.index.get(id_or_prefix)
-            except NotFoundError:
-                return None
-            return proj.sandbox(sandbox_id)
+    def _read_projection(self) -> Projection:
+        return self._proj
 
-    def __getitem__(self, id_or_prefix: str) -> Sandbox:
-        sb = self.get(id_or_prefix)
-        if sb is None:
-            raise NotFoundError(f"no sandbox with id or id prefix {id_or_prefix!r}")
-        return sb
-
-    def __contains__(self, id_or_prefix: object) -> bool:
-        if not isinstance(id_or_prefix, str):
-            return False
-        try:
-            return self.get(id_or_prefix) is not None
-        except (InvalidIDError, AmbiguousPrefixError):
-            return False
-
-    def __len__(self) -> int:
-        return len(self._proj)
-
-    def __iter__(self) -> Iterator[str]:
-        """The ids, in add order (a copy taken now)."""
-        with self._read:
-            return iter(self._proj.ids())
-
-    def list(self) -> list[Sandbox]:
-        """Every sandbox, in add order (the seed's List)."""
-        with self._read:
-            return self._proj.sandboxes()
+    def _read_guard(self) -> threading.Lock:
+        """Reads take only the short read lock: never one that waits behind an fsync."""
+        return self._read
 
     def projection(self) -> Projection:
         """A copy of the projection as it is now (for tests, tooling and comparisons)."""

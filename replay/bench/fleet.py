@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import shutil
 import statistics
 import sys
@@ -53,7 +54,10 @@ from replay.fleet.ship import ShipConfig, ship_async, shipped_from_log
 from replay.fleet.source import fleet_records
 from replay.fleet.verify import fleet_verify
 
-Row = dict[str, Any]
+from . import measure
+from .measure import RowDict as Row
+
+_row = functools.partial(measure.result_row, unit="records/s")
 
 __all__ = [
     "bench_read",
@@ -64,26 +68,6 @@ __all__ = [
 
 STREAM = "BENCH"
 WINDOW = 256
-
-
-def _row(
-    name: str,
-    value: float,
-    reference_name: str,
-    reference_value: float | None,
-    target: float | None,
-    unit: str = "records/s",
-) -> Row:
-    ratio = value / reference_value if reference_value else None
-    return {
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "reference_name": reference_name,
-        "reference_value": reference_value,
-        "ratio": ratio,
-        "target": target,
-    }
 
 
 def _write_log(directory: Path, count: int) -> None:
@@ -175,10 +159,6 @@ async def _raw_fetch(url: str, subject: str, count: int) -> float:
         await nc.close()
 
 
-def _median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
 def bench_ship(url: str, scratch: Path, count: int, rounds: int = 3) -> list[Row]:
     """Shipping a log of ``count`` records (catch-up) vs raw publishes of the same size.
 
@@ -212,9 +192,9 @@ def bench_ship(url: str, scratch: Path, count: int, rounds: int = 3) -> list[Row
         raw_rates.append(asyncio.run(_raw_publish(url, count, body, f"{STREAM}.raw-{r}")))
     row = _row(
         "ship (catch-up)",
-        _median(ship_rates),
+        statistics.median(ship_rates),
         f"raw publish_async, {len(body)} B, window {WINDOW}",
-        _median(raw_rates),
+        statistics.median(raw_rates),
         0.5,
     )
     row["message_bytes"] = len(body)
@@ -237,10 +217,22 @@ def bench_read(url: str, count: int, rounds: int = 3) -> list[Row]:
         verify.append(report.chain.records / (time.perf_counter() - start))
         if not report.ok or n != count:
             raise RuntimeError(f"read {n} of {count}; verify ok={report.ok}: {report.problems[:3]}")
-    ref = _median(raw)
+    ref = statistics.median(raw)
     return [
-        _row("read back (fleet_records)", _median(read), "raw pull fetch, same messages", ref, 0.5),
-        _row("verify over the stream", _median(verify), "raw pull fetch, same messages", ref, 0.25),
+        _row(
+            "read back (fleet_records)",
+            statistics.median(read),
+            "raw pull fetch, same messages",
+            ref,
+            0.5,
+        ),
+        _row(
+            "verify over the stream",
+            statistics.median(verify),
+            "raw pull fetch, same messages",
+            ref,
+            0.25,
+        ),
     ]
 
 
@@ -264,22 +256,7 @@ def run_all(*, quick: bool = False, parent: str | None = None) -> list[Row]:
 
 def format_table(rows: list[Row]) -> str:
     """A plain table, one row per figure."""
-    lines = [
-        f"{'benchmark':<28} {'value':>12}  {'reference':<40} {'ref value':>12} "
-        f"{'ratio':>7} {'target':>7}  ok"
-    ]
-    for r in rows:
-        ratio = r["ratio"]
-        target = r["target"]
-        ok = "-" if target is None or ratio is None else ("yes" if ratio >= target else "NO")
-        ref = r["reference_value"]
-        lines.append(
-            f"{r['name']:<28} {r['value']:>12,.0f}  {r['reference_name']:<40} "
-            f"{(f'{ref:,.0f}' if ref else '-'):>12} "
-            f"{(f'{ratio:.2f}' if ratio is not None else '-'):>7} "
-            f"{(f'>={target:g}' if target is not None else '-'):>7}  {ok}"
-        )
-    return "\n".join(lines)
+    return measure.format_table(rows, name_width=28, reference_width=40)
 
 
 def main(argv: list[str] | None = None) -> int:

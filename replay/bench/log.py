@@ -26,21 +26,23 @@ Imports only eventlog, msgpack and the standard library.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
 
 from eventlog import EventLog, read
 
-Row = dict[str, Any]
+from . import measure
+from .measure import RowDict as Row
+from .measure import best_of_rounds, count_unpacked, scratch, write_fdatasync_loop
+
+_row = functools.partial(measure.result_row, unit="records/s")
 
 __all__ = [
     "bench_always_one_thread",
@@ -68,35 +70,6 @@ def _payload_size() -> int:
     return len(msgpack.packb(sample_payload(12345), use_bin_type=True))
 
 
-def _row(
-    name: str,
-    value: float,
-    reference_name: str,
-    reference_value: float | None,
-    target: float | None,
-    unit: str = "records/s",
-) -> Row:
-    ratio = value / reference_value if reference_value else None
-    return {
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "reference_name": reference_name,
-        "reference_value": reference_value,
-        "ratio": ratio,
-        "target": target,
-    }
-
-
-@contextmanager
-def _scratch(parent: str | None) -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="eventlog-bench-", dir=parent)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def _rate(count: int, fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -106,17 +79,8 @@ def _rate(count: int, fn: Callable[[], object]) -> float:
 def raw_fdatasync_loop(directory: str, count: int) -> float:
     """records/s of a bare os.write + os.fdatasync loop of the same record size."""
     record = b"x" * (_payload_size() + 64)  # payload + the log's per-record overhead
-    fd = os.open(os.path.join(directory, "raw.bin"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-
-        def loop() -> None:
-            for _ in range(count):
-                os.write(fd, record)
-                os.fdatasync(fd)
-
-        return _rate(count, loop)
-    finally:
-        os.close(fd)
+    path = os.path.join(directory, "raw.bin")
+    return write_fdatasync_loop(path, record, count, lambda loop: _rate(count, loop))
 
 
 def raw_write_loop(directory: str, count: int) -> float:
@@ -144,34 +108,17 @@ def raw_unpacker(directory: str, count: int) -> float:
                 f.write(msgpack.packb(sample_payload(i), use_bin_type=True))
 
     def loop() -> None:
-        n = 0
-        with open(path, "rb") as f:
-            for _ in msgpack.Unpacker(f, raw=False, read_size=1 << 20):
-                n += 1
+        n = count_unpacked(path)
         assert n == count
 
     return _rate(count, loop)
-
-
-def _best(rounds: int, *fns: Callable[[], float]) -> list[float]:
-    """Run the measurements interleaved ``rounds`` times; the best rate of each.
-
-    Interleaving puts a figure and its reference under the same conditions
-    (a shared VM's load comes and goes); the best round is the one least
-    disturbed by others.
-    """
-    best = [0.0] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            best[i] = max(best[i], fn())
-    return best
 
 
 def bench_always_one_thread(
     parent: str | None = None, count: int = 2000, rounds: int = 3
 ) -> list[Row]:
     """append with durability "always" from one thread vs a bare write+fdatasync loop."""
-    with _scratch(parent) as d:
+    with scratch(parent, "eventlog-bench-") as d:
         payloads = [sample_payload(i) for i in range(count)]
         log = EventLog.open(os.path.join(d, "log"), durability="always")
         try:
@@ -183,7 +130,7 @@ def bench_always_one_thread(
 
                 return _rate(count, loop)
 
-            raw, value = _best(rounds, lambda: raw_fdatasync_loop(d, count), appends)
+            raw, value = best_of_rounds(rounds, lambda: raw_fdatasync_loop(d, count), appends)
         finally:
             log.close()
     return [_row("append always, 1 thread", value, "raw os.write+fdatasync loop", raw, 0.8)]
@@ -197,7 +144,7 @@ def bench_always_threads(
     rounds: int = 2,
 ) -> list[Row]:
     """append "always" from many threads (group commit) vs one thread."""
-    with _scratch(parent) as d:
+    with scratch(parent, "eventlog-bench-") as d:
         if single is None:
             single = bench_always_one_thread(d, max(500, count // threads))[0]["value"]
         per = count // threads
@@ -222,7 +169,7 @@ def bench_always_threads(
                     th.join()
                 return per * threads / (time.perf_counter() - start)
 
-            (value,) = _best(rounds, run)
+            (value,) = best_of_rounds(rounds, run)
             stats = log.stats
         finally:
             log.close()
@@ -235,7 +182,7 @@ def bench_none_and_read(
     parent: str | None = None, count: int = 1_000_000, rounds: int = 3
 ) -> list[Row]:
     """append "none" (vs a bare write loop), then read it all back (vs a bare Unpacker)."""
-    with _scratch(parent) as d:
+    with scratch(parent, "eventlog-bench-") as d:
         logdir = os.path.join(d, "log")
         with EventLog.open(logdir, durability="none") as log:
             append = log.append
@@ -252,7 +199,7 @@ def bench_none_and_read(
 
             return _rate(count, loop)
 
-        raw_read, read_rate = _best(rounds, lambda: raw_unpacker(d, count), reader)
+        raw_read, read_rate = best_of_rounds(rounds, lambda: raw_unpacker(d, count), reader)
     return [
         _row(
             "append none, 1 thread",
@@ -274,24 +221,7 @@ def run_all(*, quick: bool = False, parent: str | None = None) -> list[Row]:
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = [
-        f"{'benchmark':<30} {'value':>12}  {'reference':<36} {'ref value':>12} "
-        f"{'ratio':>7} {'target':>7}  ok"
-    ]
-    for r in rows:
-        ratio = r["ratio"]
-        target = r["target"]
-        ok = "-" if target is None or ratio is None else ("yes" if ratio >= target else "NO")
-        ref = r["reference_value"]
-        lines.append(
-            f"{r['name']:<30} {r['value']:>12,.0f}  {r['reference_name']:<36} "
-            f"{(f'{ref:,.0f}' if ref else '-'):>12} "
-            f"{(f'{ratio:.2f}' if ratio is not None else '-'):>7} "
-            f"{(f'>={target:g}' if target is not None else '-'):>7}  {ok}"
-        )
-        if "records_per_sync" in r:
-            lines.append(f"{'':<30} ({r['records_per_sync']:.1f} records per fdatasync)")
-    return "\n".join(lines)
+    return measure.format_table(rows, name_width=30, reference_width=36)
 
 
 def main(argv: list[str] | None = None) -> int:

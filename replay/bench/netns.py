@@ -45,29 +45,10 @@ from sandbox.netns import DEFAULT_NETNS_DIR, remove_at
 from sandbox.ownership import NetNSState, OwnedNetNS
 from sandbox.reconciler import reconcile
 
-Row = dict[str, Any]
+from .measure import RowDict as Row
+from .measure import result_row
 
 _CREATE_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-
-
-def _row(
-    name: str,
-    value: float,
-    unit: str,
-    reference_name: str,
-    reference_value: float,
-    ratio: float,
-    target: str,
-) -> Row:
-    return {
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "reference_name": reference_name,
-        "reference_value": reference_value,
-        "ratio": ratio,
-        "target": target,
-    }
 
 
 def _raw_create(path: str) -> None:
@@ -236,32 +217,32 @@ def bench_reconcile(n: int, rounds: int = 3) -> list[Row]:
     best_noop = min(noop)
     ms = 1000.0
     return [
-        _row(
+        result_row(
             f"reconcile: create {n} (ASSIGNED)",
             rec_c / n * ms,
-            "ms/netns",
             "raw loop, same kernel calls",
             raw_c / n * ms,
-            raw_c / rec_c,
             ">= 0.7 (throughput vs raw)",
+            unit="ms/netns",
+            ratio=raw_c / rec_c,
         ),
-        _row(
+        result_row(
             f"reconcile: no-op over {n} live",
             best_noop * ms,
-            "ms",
             f"reconcile: create {n}",
             rec_c * ms,
-            best_noop / rec_c,
             "<= 0.05 of creation",
+            unit="ms",
+            ratio=best_noop / rec_c,
         ),
-        _row(
+        result_row(
             f"reconcile: remove {n} (REMOVING)",
             rec_r / n * ms,
-            "ms/netns",
             "raw detach + unlink",
             raw_r / n * ms,
-            raw_r / rec_r,
             "reported (throughput vs raw)",
+            unit="ms/netns",
+            ratio=raw_r / rec_r,
         ),
     ]
 
@@ -289,14 +270,14 @@ def bench_ip_netns(n: int = 100, reference_ms: float | None = None) -> list[Row]
     per = add / n * 1000.0
     ref = reference_ms if reference_ms is not None else float("nan")
     return [
-        _row(
+        result_row(
             f"ip netns add x{n}",
             per,
-            "ms/netns",
             "raw loop, same kernel calls",
             ref,
-            per / ref if reference_ms else float("nan"),
             "reference only (process spawn included)",
+            unit="ms/netns",
+            ratio=per / ref if reference_ms else float("nan"),
         )
     ]
 

@@ -56,6 +56,31 @@ NEEDS_ROOT = "skipped: needs root (creates network namespaces)"
 NEEDS_NATS = "skipped: nats-server not installed (scripts/ensure-nats-server)"
 
 
+#: The columns of ``_PLAN_SIZES``.
+_PLAN_NAMES = ("full", "quick", "tiny")
+#: Every field of a Plan but its name: (full, quick, tiny). quick: under a
+#: minute on 2 cores (CI); tiny: seconds, for the smoke test (every row,
+#: figures meaningless; no `ip netns add` in the shared /var/run/netns).
+_PLAN_SIZES: dict[str, tuple[Any, Any, Any]] = {
+    "reps": (5, 3, 2),
+    "reps_big": (3, 3, 1),
+    "big": (500_000, 500_000, 500_000),
+    "append_one": (2_000, 300, 30),
+    "append_threads": (32_000, 3_200, 320),
+    "threads": (16, 16, 16),
+    "read": (1_000_000, 50_000, 3_000),
+    "store_add": (2_000, 300, 30),
+    "store_replay": (1_000_000, 50_000, 3_000),
+    "es_events": (10_000, 1_000, 200),
+    "open_sizes": (FULL_SIZES, QUICK_SIZES, (200, 500, 1_000)),
+    "verify_audit": (True, True, True),
+    "netns": (1_000, 200, 8),
+    "ip_netns": (100, 20, 0),
+    "fleet_quick": (False, True, True),
+    "fleet_reps": (3, 1, 1),
+}
+
+
 @attrs.frozen
 class Plan:
     """How big and how often: one place for the full, quick and test sizes.
@@ -85,76 +110,24 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(
-            name="full",
-            reps=5,
-            reps_big=3,
-            big=500_000,
-            append_one=2_000,
-            append_threads=32_000,
-            threads=16,
-            read=1_000_000,
-            store_add=2_000,
-            store_replay=1_000_000,
-            es_events=10_000,
-            open_sizes=FULL_SIZES,
-            verify_audit=True,
-            netns=1_000,
-            ip_netns=100,
-            fleet_quick=False,
-            fleet_reps=3,
-        )
+        return cls.named("full")
 
     @classmethod
     def quick(cls) -> Plan:
         """Under a minute on 2 cores (CI): smaller sizes, 3 repetitions (fleet: 1)."""
-        return cls(
-            name="quick",
-            reps=3,
-            reps_big=3,
-            big=500_000,
-            append_one=300,
-            append_threads=3_200,
-            threads=16,
-            read=50_000,
-            store_add=300,
-            store_replay=50_000,
-            es_events=1_000,
-            open_sizes=QUICK_SIZES,
-            verify_audit=True,
-            netns=200,
-            ip_netns=20,
-            fleet_quick=True,
-            fleet_reps=1,
-        )
+        return cls.named("quick")
 
     @classmethod
     def tiny(cls) -> Plan:
         """Seconds, for the smoke test: every row, figures meaningless."""
-        return cls(
-            name="tiny",
-            reps=2,
-            reps_big=1,
-            big=500_000,
-            append_one=30,
-            append_threads=320,
-            threads=16,
-            read=3_000,
-            store_add=30,
-            store_replay=3_000,
-            es_events=200,
-            open_sizes=(200, 500, 1_000),
-            verify_audit=True,
-            netns=8,
-            ip_netns=0,  # no `ip netns add` in the shared /var/run/netns from tests
-            fleet_quick=True,
-            fleet_reps=1,
-        )
+        return cls.named("tiny")
 
     @classmethod
     def named(cls, name: str) -> Plan:
-        plans = {"full": cls.full, "quick": cls.quick, "tiny": cls.tiny}
-        return plans[name]()
+        if name not in _PLAN_NAMES:
+            raise KeyError(name)
+        column = _PLAN_NAMES.index(name)
+        return cls(name=name, **{field: sizes[column] for field, sizes in _PLAN_SIZES.items()})
 
     def reps_for(self, size: int) -> int:
         return self.reps_big if size >= self.big else self.reps

@@ -35,13 +35,12 @@ fdatasync cheap); compare ratios. Each ``bench_*`` function returns rows
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
 import gc
 import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -67,7 +66,11 @@ from sandbox.sandbox import Sandbox
 from sandbox.status import State, Status
 from sandbox.store import Store
 
-Row = dict[str, Any]
+from . import measure
+from .measure import RowDict as Row
+from .measure import scratch
+
+_row = functools.partial(measure.result_row, unit="events/s")
 
 __all__ = [
     "bench_durable_add",
@@ -80,37 +83,6 @@ __all__ = [
     "workload",
     "write_workload",
 ]
-
-
-def _row(
-    name: str,
-    value: float,
-    reference_name: str,
-    reference_value: float | None,
-    target: float | str | None,
-    unit: str = "events/s",
-    ratio: float | None = None,
-) -> Row:
-    if ratio is None and reference_value:
-        ratio = value / reference_value
-    return {
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "reference_name": reference_name,
-        "reference_value": reference_value,
-        "ratio": ratio,
-        "target": target,
-    }
-
-
-@contextlib.contextmanager
-def _scratch(parent: str | None) -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="store-bench-", dir=parent)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # -- the workload --------------------------------------------------------------
@@ -201,10 +173,7 @@ def raw_unpacker_rate(directory: str, packed: list[bytes]) -> float:
         f.write(b"".join(packed))
 
     def loop() -> None:
-        n = 0
-        with open(path, "rb") as f:
-            for _ in msgpack.Unpacker(f, raw=False, read_size=1 << 20):
-                n += 1
+        n = measure.count_unpacked(path)
         assert n == len(packed)
 
     rate = len(packed) / _timed(loop)
@@ -217,7 +186,7 @@ def raw_unpacker_rate(directory: str, packed: list[bytes]) -> float:
 
 def bench_durable_add(parent: str | None = None, count: int = 2000) -> list[Row]:
     """Store.add with durability "always" vs a bare write+fdatasync loop, same record size."""
-    with _scratch(parent) as d:
+    with scratch(parent, "store-bench-") as d:
         sandboxes = [
             Sandbox(_metadata(i), Status(State.READY, pid=i, created_at=1)) for i in range(count)
         ]
@@ -228,17 +197,9 @@ def bench_durable_add(parent: str | None = None, count: int = 2000) -> list[Row]
             )
         )
         record = b"x" * (size + 64)
-        fd = os.open(os.path.join(d, "raw.bin"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        try:
-
-            def raw_loop() -> None:
-                for _ in range(count):
-                    os.write(fd, record)
-                    os.fdatasync(fd)
-
-            raw = count / _timed(raw_loop)
-        finally:
-            os.close(fd)
+        raw = count / measure.write_fdatasync_loop(
+            os.path.join(d, "raw.bin"), record, count, _timed
+        )
         with Store.open(
             os.path.join(d, "state"), netns_dir=os.path.join(d, "netns"), durability="always"
         ) as store:
@@ -266,7 +227,7 @@ def bench_replay(
     parent: str | None = None, count: int = 1_000_000, logdir: str | None = None
 ) -> list[Row]:
     """Replay of a ``count``-event log (read + check + apply) vs a bare Unpacker."""
-    with _scratch(parent) as d:
+    with scratch(parent, "store-bench-") as d:
         if logdir is None:
             logdir = os.path.join(d, "log")
             packed = write_workload(logdir, count)
@@ -343,7 +304,7 @@ def bench_eventsourcing(
 
     aggregate_class = SandboxStoreAggregate
     events = list(workload(count))
-    with _scratch(parent) as d:
+    with scratch(parent, "store-bench-") as d:
         app: Application[Any] = Application(
             env={
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
@@ -405,7 +366,7 @@ def bench_open_snapshot(
     parent: str | None = None, count: int = 1_000_000, logdir: str | None = None
 ) -> list[Row]:
     """Store.open with a snapshot at 99% of the log vs Store.open with a full replay."""
-    with _scratch(parent) as d:
+    with scratch(parent, "store-bench-") as d:
         state = os.path.join(d, "state")
         netns_dir = os.path.join(d, "netns")
         if logdir is None:
@@ -454,7 +415,7 @@ def run_all(*, quick: bool = False, parent: str | None = None) -> list[Row]:
     """Every benchmark of this module; ``quick`` shrinks the counts."""
     n = 200_000 if quick else 1_000_000
     rows = bench_durable_add(parent, 500 if quick else 2000)
-    with _scratch(parent) as d:
+    with scratch(parent, "store-bench-") as d:
         logdir = os.path.join(d, "log")
         write_workload(logdir, n)
         replay_rows = bench_replay(parent, n, logdir=logdir)
@@ -467,29 +428,9 @@ def run_all(*, quick: bool = False, parent: str | None = None) -> list[Row]:
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = [
-        f"{'benchmark':<44} {'value':>12}  {'reference':<40} {'ref value':>12} "
-        f"{'ratio':>7} {'target':>8}  ok"
-    ]
-    for r in rows:
-        ratio, target, ref = r["ratio"], r["target"], r["reference_value"]
-        if target is None or ratio is None:
-            ok = "-"
-        elif isinstance(target, str) and target.startswith("<="):
-            ok = "yes" if ratio <= float(target[2:]) else "NO"
-        else:
-            ok = "yes" if ratio >= float(target) else "NO"
-        unit = r["unit"]
-        value = f"{r['value']:,.3f} s" if unit == "s" else f"{r['value']:,.0f}"
-        refv = "-" if not ref else (f"{ref:,.3f} s" if unit == "s" else f"{ref:,.0f}")
-        shown_target = (
-            "-" if target is None else (target if isinstance(target, str) else f">={target:g}")
-        )
-        lines.append(
-            f"{r['name']:<44} {value:>12}  {r['reference_name']:<40} {refv:>12} "
-            f"{(f'{ratio:.3f}' if ratio is not None else '-'):>7} {shown_target:>8}  {ok}"
-        )
-    return "\n".join(lines)
+    return measure.format_table(
+        rows, name_width=44, reference_width=40, target_width=8, ratio_digits=3
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 from replay import output
+from replay.argtypes import int_at_least
 
 PROG = "sandboxctl"
 EXIT_OK = 0
@@ -29,14 +30,7 @@ EXIT_VIOLATIONS = 1
 EXIT_USAGE = 2
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+_positive = int_at_least(1, not_int="not a whole number", too_small="must be >= 1")
 
 
 def _seed(text: str) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 from eventlog.errors import CorruptLogError, EventLogError
 from replay import output
+from replay.argtypes import key_from_args as _key
 from replay.errors import InvalidInputError, StateDirMissingError
 from replay.fleet.errors import (
     DivergedError,
@@ -186,21 +187,6 @@ def add_ship_parser(subparsers: Any) -> None:
 def _state_dir(args: argparse.Namespace) -> str | None:
     value = getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV)
     return str(value) if value else None
-
-
-def _key(args: argparse.Namespace) -> bytes | None:
-    """The chain key from ``--key-file`` (1 to 64 bytes, as for every command)."""
-    path = getattr(args, "key_file", None)
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as f:
-            key = f.read()
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read key file {path}: {exc.strerror or exc}") from None
-    if not 1 <= len(key) <= 64:
-        raise InvalidInputError(f"key file {path} holds {len(key)} bytes; a key is 1 to 64 bytes")
-    return key
 
 
 def ship_config(args: argparse.Namespace) -> ShipConfig:
