@@ -235,11 +235,13 @@ class SegmentWalk:
         base = max(SEGMENT_HEADER_SIZE, offset - RECORD_TRAILER_SIZE)
         try:
             with open(seg.path, "rb", buffering=0) as f:
+                if offset > os.fstat(f.fileno()).st_size:
+                    return no(f"offset {offset} is past the end of {seg.name}")
                 head = f.read(SEGMENT_HEADER_SIZE)
                 f.seek(base)
                 data = f.read()
-        except FileNotFoundError:
-            return no(f"segment {seg.name} vanished")
+        except (OSError, OverflowError, ValueError) as exc:
+            return no(f"segment {seg.name} unreadable at the position ({exc})")
         if offset > base + len(data):
             return no(f"offset {offset} is past the end of {seg.name}")
         try:

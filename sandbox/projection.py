@@ -279,6 +279,10 @@ class Projection:
         added (it equals what decoding the event's map would build), sparing the first
         read a config decode. Changes nothing observable."""
         entry = self._sandboxes.get(sandbox_id)
+        # Only plain str fields: a str subclass (a str Enum) compares equal to
+        # the decoded text but is not what a replay returns.
+        if type(metadata.name) is not str or type(metadata.netns_path) is not str:
+            return
         if entry is not None and entry.metadata is None and entry.meta["name"] == metadata.name:
             entry.metadata = metadata
 

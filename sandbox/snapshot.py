@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import itertools
 import logging
 import os
 import struct
@@ -178,6 +179,9 @@ def _with_log_position(directory: str, data: bytes) -> bytes:
     return _assemble(seq, digest, position, body)
 
 
+_temp_ids = itertools.count()
+
+
 def write_snapshot(
     directory: str | os.PathLike[str], seq: int, data: bytes, *, keep: int = KEEP
 ) -> str:
@@ -190,8 +194,11 @@ def write_snapshot(
     d = os.fspath(directory)
     data = _with_log_position(d, data)
     final = snapshot_path(d, seq)
-    temp = os.path.join(d, f"{seq:020d}.{os.getpid()}{TEMP_SUFFIX}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    # Unique per call: two threads snapshotting the same seq must not share
+    # (and truncate) one temp file. The pid prefix lets prune tell leftovers
+    # of a dead writer from a write in flight in this process.
+    temp = os.path.join(d, f"{seq:020d}.{os.getpid()}.{next(_temp_ids)}{TEMP_SUFFIX}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         view = memoryview(data)
         while view:
@@ -233,15 +240,17 @@ def list_snapshots(directory: str | os.PathLike[str]) -> list[tuple[int, str]]:
 
 
 def prune(directory: str | os.PathLike[str], *, keep: int = KEEP) -> list[str]:
-    """Delete all but the newest ``keep`` snapshots and any leftover temp files."""
+    """Delete all but the newest ``keep`` snapshots and temp files left by other
+    (dead) processes; this process's own may be writes in flight."""
     d = os.fspath(directory)
     removed: list[str] = []
     for _seq, path in list_snapshots(d)[keep:]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
             removed.append(path)
+    mine = f".{os.getpid()}."
     for name in os.listdir(d):
-        if name.endswith(TEMP_SUFFIX):
+        if name.endswith(TEMP_SUFFIX) and mine not in name:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(d, name))
                 removed.append(os.path.join(d, name))

@@ -44,6 +44,7 @@ import attrs
 
 import eventlog
 from eventlog import Durability, EventLog, crashpoints
+from eventlog.format import pack_payload, unpack_payload
 from sandbox import events as ev
 from sandbox import reconciler, snapshot
 from sandbox.errors import (
@@ -220,10 +221,15 @@ class Store(Reads):
     def _commit(self, events: list[dict[str, Any]]) -> list[int]:
         """Append then apply. Called with ``_cmd`` held and the store writable."""
         log_ = self._log
+        # Apply the events as a replay will read them back, not the Python
+        # objects they were built from: a str subclass (a str Enum as a name),
+        # a tuple for a list, would otherwise make the live projection differ
+        # from the replayed one - or refuse an event the log already holds.
+        as_read = [unpack_payload(pack_payload(event)) for event in events]
         seqs = [log_.append(events[0])] if len(events) == 1 else log_.append_batch(events)
         try:
             with self._read:
-                for seq, event in zip(seqs, events, strict=True):
+                for seq, event in zip(seqs, as_read, strict=True):
                     self._proj.apply(seq, event)
         except BaseException as exc:
             # The log has it, the projection does not: only a reopen can resync.

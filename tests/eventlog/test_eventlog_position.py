@@ -93,7 +93,16 @@ def test_position_at_a_segment_boundary_both_ways(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "damage",
-    ["offset+1", "offset-1", "offset-past-eof", "other-segment", "no-segment", "seq+1"],
+    [
+        "offset+1",
+        "offset-1",
+        "offset-past-eof",
+        "offset-2**62",
+        "offset-2**64-1",
+        "other-segment",
+        "no-segment",
+        "seq+1",
+    ],
 )
 def test_a_wrong_position_falls_back_to_a_scan(tmp_path: Path, damage: str) -> None:
     d = tmp_path / "log"
@@ -103,6 +112,9 @@ def test_a_wrong_position_falls_back_to_a_scan(tmp_path: Path, damage: str) -> N
         "offset+1": pos._replace(offset=pos.offset + 1),
         "offset-1": pos._replace(offset=pos.offset - 1),
         "offset-past-eof": pos._replace(offset=10**9),
+        # Hostile snapshot bytes: a u64 offset no seek can take.
+        "offset-2**62": pos._replace(offset=2**62),
+        "offset-2**64-1": pos._replace(offset=2**64 - 1),
         "other-segment": pos._replace(segment=segments(d)[-1].name),
         "no-segment": pos._replace(segment="00000000000000000999.log"),
         "seq+1": pos._replace(seq=13),
