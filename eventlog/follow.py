@@ -30,7 +30,6 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from types import TracebackType
 
 from watchdog.events import (
     FileClosedEvent,
@@ -43,6 +42,8 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+
+from eventlog.closing import Closing
 
 from .errors import CorruptLogError, EventLogError
 from .format import DEFAULT_MAX_RECORD_BYTES, SEGMENT_HEADER_SIZE, Record
@@ -70,7 +71,7 @@ class _Wake(FileSystemEventHandler):
             self._event.set()
 
 
-class Follower:
+class Follower(Closing):
     """An iterator over a live log's records; see ``follow``."""
 
     def __init__(
@@ -264,17 +265,6 @@ class Follower:
             observer.stop()
             if observer is not threading.current_thread():
                 observer.join()
-
-    def __enter__(self) -> Follower:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def follow(

@@ -178,6 +178,41 @@ class SegmentWalk:
             return chain.from_iterable(self._scans_from_position(self.position))
         return chain.from_iterable(self._scans())
 
+    def _scan(
+        self,
+        seg: SegmentFile,
+        buf: bytes,
+        base: int,
+        state: ScanState,
+        key: bytes | None,
+        is_last: bool,
+    ) -> Iterator[Record]:
+        """The scanner over one segment's bytes, from ``state.offset`` on."""
+        return scan_records(
+            buf,
+            base,
+            state.offset,
+            state,
+            path=seg.path,
+            name=seg.name,
+            key=key,
+            is_last=is_last,
+            lenient=self.lenient,
+            max_record_bytes=self.max_record_bytes,
+            from_seq=self.from_seq,
+            to_seq=self.to_seq,
+        )
+
+    def _ended(self, seg: SegmentFile, state: ScanState) -> bool:
+        """After a segment's scan: must iteration stop here (the caller asked
+        for no more, or the last segment ends in a torn tail)?"""
+        if state.end == STOPPED:
+            return True
+        if state.end in (TORN, TAIL):
+            self.torn = TornTail(seg.path, state.offset, state.eof - state.offset, state.reason)
+            return True
+        return False
+
     def _chain_key(self, seg: SegmentFile, header: SegmentHeader) -> bytes | None:
         """The scanner's chain key for a segment (keyed flag checks included)."""
         if self.keyed is None:
@@ -338,24 +373,10 @@ class SegmentWalk:
             state = resume.state
             self.state = state
             seg = segments[resume.index]
-            yield scan_records(
-                resume.data,
-                resume.base,
-                state.offset,
-                state,
-                path=seg.path,
-                name=seg.name,
-                key=resume.key,
-                is_last=resume.index == last_index,
-                lenient=self.lenient,
-                max_record_bytes=self.max_record_bytes,
-                from_seq=self.from_seq,
-                to_seq=self.to_seq,
+            yield self._scan(
+                seg, resume.data, resume.base, state, resume.key, resume.index == last_index
             )
-            if state.end == STOPPED:
-                return
-            if state.end in (TORN, TAIL):
-                self.torn = TornTail(seg.path, state.offset, state.eof - state.offset, state.reason)
+            if self._ended(seg, state):
                 return
             expect_seq = state.seq
             expect_digest = state.digest
@@ -395,24 +416,8 @@ class SegmentWalk:
             chain_key = self._chain_key(seg, header)
             state = ScanState(SEGMENT_HEADER_SIZE, header.first_seq, header.prev_digest)
             self.state = state
-            yield scan_records(
-                data,
-                0,
-                SEGMENT_HEADER_SIZE,
-                state,
-                path=seg.path,
-                name=seg.name,
-                key=chain_key,
-                is_last=is_last,
-                lenient=self.lenient,
-                max_record_bytes=self.max_record_bytes,
-                from_seq=self.from_seq,
-                to_seq=self.to_seq,
-            )
-            if state.end == STOPPED:
-                return
-            if state.end in (TORN, TAIL):
-                self.torn = TornTail(seg.path, state.offset, state.eof - state.offset, state.reason)
+            yield self._scan(seg, data, 0, state, chain_key, is_last)
+            if self._ended(seg, state):
                 return
             expect_seq = state.seq
             expect_digest = state.digest

@@ -61,6 +61,7 @@ import attrs
 import msgpack
 
 from . import crashpoints
+from .closing import Closing
 from .errors import (
     EventLogError,
     LogClosedError,
@@ -142,7 +143,7 @@ class EventLogStats:
     bytes_written: int
 
 
-class EventLog:
+class EventLog(Closing):
     """An open, locked event log directory: the only thing that appends to it."""
 
     @classmethod
@@ -714,12 +715,6 @@ class EventLog:
             finally:
                 os.close(self._fd)
                 self._lock.release()
-
-    def __enter__(self) -> EventLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"last_seq={self._last_seq}"

@@ -32,9 +32,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from types import TracebackType
 
 import eventlog
+from eventlog.closing import Closing
 from eventlog.format import Record
 from replay.audit import AuditEntry, describe
 from replay.view import StoreView, check_state_dir, load
@@ -45,7 +45,7 @@ __all__ = ["Follower", "follow"]
 Callback = Callable[[Record, StoreView], None]
 
 
-class Follower:
+class Follower(Closing):
     """A live view; see the module docstring. Build it with ``follow``."""
 
     def __init__(
@@ -132,17 +132,6 @@ class Follower:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         self._records.close()
-
-    def __enter__(self) -> Follower:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def follow(

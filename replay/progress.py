@@ -17,8 +17,9 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from types import TracebackType
-from typing import Self, TextIO, TypeVar
+from typing import TextIO, TypeVar
+
+from eventlog.closing import Closing
 
 T = TypeVar("T")
 
@@ -26,7 +27,7 @@ _WIDTH = 30
 _INTERVAL_S = 0.1  # redraw at most ten times a second: a redraw costs a write(2)
 
 
-class Progress:
+class Progress(Closing):
     """A single-line bar: ``label [#####.....]  45%  12.3 MiB/27.0 MiB``.
 
     Use as a context manager; call ``update(done)`` with the absolute amount
@@ -57,17 +58,6 @@ class Progress:
         self._done = 0
         self._last_draw = 0.0
         self._drawn = False
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def update(self, done: int) -> None:
         """Record that ``done`` units (absolute, not a delta) are finished."""

@@ -37,13 +37,13 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 import eventlog
 from eventlog import Durability, EventLog, crashpoints
+from eventlog.closing import Closing
 from eventlog.format import pack_payload, unpack_payload
 from sandbox import events as ev
 from sandbox import reconciler, snapshot
@@ -79,7 +79,7 @@ AFTER_INTENT = crashpoints.register(
 StrPath = str | os.PathLike[str]
 
 
-class Store(Reads):
+class Store(Reads, Closing):
     """containerd's sandbox store, event-sourced. Use ``Store.open``."""
 
     def __init__(
@@ -183,17 +183,6 @@ class Store(Reads):
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"seq {self.last_seq}"
