@@ -119,13 +119,6 @@ ROTATE_AFTER_HEADER = crashpoints.register(
     "eventlog.writer: new segment header written and fsynced, directory not fsynced",
 )
 
-#: TEST ONLY - a deliberately broken build for the crash harness to catch
-#: (tests/crash/test_crash_broken_build.py): ``SANDBOX_TEST_FAULT=ack-before-fsync``
-#: makes an ``always`` group commit acknowledge its appends without the fsync
-#: (and so without advancing ``synced_offset``). Read once, at import. Never
-#: set it outside that test.
-_TEST_ACK_BEFORE_FSYNC = os.environ.get("SANDBOX_TEST_FAULT", "") == "ack-before-fsync"
-
 
 @attrs.frozen
 class EventLogStats:
@@ -480,16 +473,15 @@ class EventLog(Closing):
                 raise self._poison_error()
             firsts = self._write_group(batches)
             tail = (self._fd, self._seg_path, self._seg_size, self._written)
-        if not _TEST_ACK_BEFORE_FSYNC:  # TEST ONLY switch, see its definition
-            try:
-                os.fdatasync(tail[0])
-            except OSError as exc:
-                raise self._poisoned(exc) from exc
-            with self._mutex:
-                self._syncs += 1
-                if tail[3] > self._synced:
-                    self._synced = tail[3]
-                    self._synced_offset = (tail[1], tail[2])
+        try:
+            os.fdatasync(tail[0])
+        except OSError as exc:
+            raise self._poisoned(exc) from exc
+        with self._mutex:
+            self._syncs += 1
+            if tail[3] > self._synced:
+                self._synced = tail[3]
+                self._synced_offset = (tail[1], tail[2])
         if crashpoints.ARMED:
             crashpoints.hit(APPEND_AFTER_FSYNC)
         return firsts

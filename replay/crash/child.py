@@ -13,8 +13,14 @@ start-up cheap; the harness's own checks are never imported here.
 After every command returns, the child reports it on the pipe (see
 ``protocol``): the op index, its result or error, ``last_seq`` before and
 after, the records it wrote read back from the log (seq, digest, payload),
-and what the log says is durable. It never judges anything itself: judging
-is the parent's job, after the child is dead.
+and what is durable - measured by wrapping ``os.fdatasync``/``os.fsync``
+(``faults.SyncRecorder``), not the writer's own claim. It never judges
+anything itself: judging is the parent's job, after the child is dead.
+
+The broken build: ``SANDBOX_TEST_FAULT=ack-before-fsync`` in the child's
+environment (read only by ``faults``, only here) makes that wrapper skip the
+real sync of segment files, so the writer acknowledges appends that were
+never synced (tests/crash/test_crash_broken_build.py).
 
 When the workload ends (``--max-ops``) the child says ``done`` and blocks on
 stdin; the parent kills it (every run ends in SIGKILL), and if the parent
@@ -30,7 +36,7 @@ import sys
 import traceback
 from typing import Any
 
-from replay.crash import protocol, storeio
+from replay.crash import faults, protocol, storeio
 from replay.crash import workload as wl
 
 
@@ -69,11 +75,30 @@ def run(state_dir: str, netns_dir: str, seed: int, max_ops: int, out: protocol.S
     """
     out.send({"k": protocol.HELLO, "pid": os.getpid()})
     try:
+        synced = faults.SyncRecorder(faults.fault_from_env())
+    except ValueError:
+        out.send({"k": protocol.FATAL, "error": traceback.format_exc()})
+        return 3
+    with synced.installed():
+        return _run(state_dir, netns_dir, seed, max_ops, out, synced)
+
+
+def _run(
+    state_dir: str,
+    netns_dir: str,
+    seed: int,
+    max_ops: int,
+    out: protocol.Sender,
+    synced: faults.SyncRecorder,
+) -> int:
+    try:
         store = storeio.open_store(state_dir, netns_dir)
     except Exception:
         out.send({"k": protocol.FATAL, "error": traceback.format_exc()})
         return 3
-    out.send({"k": protocol.OPEN, "last_seq": store.last_seq, "durable": storeio.durable(store)})
+    out.send(
+        {"k": protocol.OPEN, "last_seq": store.last_seq, "durable": storeio.durable(store, synced)}
+    )
     ops = 0
     for op in itertools.islice(wl.Workload(seed).ops(), max_ops):
         before = store.last_seq
@@ -105,7 +130,7 @@ def run(state_dir: str, netns_dir: str, seed: int, max_ops: int, out: protocol.S
                 "before": before,
                 "after": after,
                 "records": records,
-                "durable": storeio.durable(store),
+                "durable": storeio.durable(store, synced),
             }
         )
         ops += 1

@@ -4,8 +4,9 @@ Why simulate rather than pull a plug: a crash-test run must be cheap,
 repeatable from its seed and runnable in CI. After SIGKILL the kernel still
 holds every byte the child wrote, so a kill alone never tests fsync. This
 module takes away exactly what a power cut could take away, judged from what
-the child reported as durable after its last acknowledged command
-(``log.synced_offset``: segment path and bytes known to be on disk):
+the child reported as durable after its last acknowledged command (segment
+path and bytes known to be on disk - measured in the child by wrapping
+fsync, see ``faults``, not taken from the writer's own ``synced_offset``):
 
 - segments that existed before the durable one stay whole (rotation fsyncs
   the old segment before it creates the next);
@@ -34,7 +35,7 @@ newer one). The log's torn-tail rules assume a monotonic tail, as etcd's do.
 
 Acknowledged events must survive all of this: ``durability="always"`` acks
 only after fsync. A writer that acks before fsync loses them here, which is
-how the harness proves it can fail (tests/crash/test_broken_build.py).
+how the harness proves it can fail (tests/crash/test_crash_broken_build.py).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def simulate(
 ) -> list[str]:
     """Apply the plan to the files the killed child left; return what was done.
 
-    ``durable`` None means nothing was ever acknowledged: then nothing is
+    ``durable`` None means nothing was ever acknowledged, and a ``durable``
+    with segment ``""`` that no segment was ever synced: then nothing is
     known to be durable and every segment may lose everything.
     """
     rng = random.Random(plan.seed)
@@ -102,7 +104,7 @@ def simulate(
             first = segs.index(os.path.basename(durable.segment))
             floor_first = durable.offset
         else:
-            if durable is not None:
+            if durable is not None and durable.segment:
                 actions.append(f"durable segment {durable.segment} missing after kill")
             first = 0
             floor_first = 0

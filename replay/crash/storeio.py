@@ -17,6 +17,7 @@ from typing import Any
 from eventlog import read as read_log
 from replay.crash import mounts
 from replay.crash import workload as wl
+from replay.crash.faults import SyncRecorder
 from sandbox.config import PodSandboxConfig, PodSandboxMetadata
 from sandbox.metadata import Metadata
 from sandbox.sandbox import Sandbox
@@ -53,13 +54,26 @@ def replay_verify(state_dir: str, netns_dir: str, head: bytes | None) -> tuple[b
     return result.ok, [str(p) for p in result.problems]
 
 
-def durable(store: Store) -> list[Any] | None:
-    """``[segment path, durable bytes, segment names, snapshot names]`` right now."""
-    segment, offset = store.synced_offset
+def durable(store: Store, synced: SyncRecorder) -> list[Any] | None:
+    """``[segment path, durable bytes, segment names, snapshot names]`` right now.
+
+    Measured, not asked: the bytes are what ``synced`` saw a real sync make
+    durable (see ``faults``), never the writer's ``synced_offset``. The
+    durable segment is the first one not durable in full, or the last one
+    (with a writer that syncs the old segment before it rotates), since power loss
+    keeps every segment before the durable one whole and may drop every one
+    after it. ``""`` and 0 when there is no segment.
+    """
     names = sorted(os.listdir(store.state_dir))
     segs = [n for n in names if n.endswith(".log")]
     snaps = [n for n in names if n.endswith(".snap")]
-    return [os.fspath(segment), int(offset), segs, snaps]
+    segment, offset = "", 0
+    for name in segs:
+        if segment and offset < os.path.getsize(segment):
+            break  # an earlier segment is not durable in full: it is the end
+        path = os.path.join(os.path.realpath(store.state_dir), name)
+        segment, offset = path, synced.durable_size(path) or 0
+    return [segment, offset, segs, snaps]
 
 
 def records_between(state_dir: str, before: int, after: int) -> list[list[Any]]:

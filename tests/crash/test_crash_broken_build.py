@@ -2,15 +2,18 @@
 
 Why this test exists: a crash harness that cannot fail is worthless, and a
 harness bug that makes every check vacuous would look exactly like a
-healthy store. So we break the store on purpose with the test-only switch
-``SANDBOX_TEST_FAULT=ack-before-fsync`` (eventlog/writer.py: an ``always``
-append is acknowledged without its fsync) and demand that ``crashtest
+healthy store. So we break the store on purpose with the test-only fault
+``SANDBOX_TEST_FAULT=ack-before-fsync``, read only by the crash child
+(replay/crash/faults.py: the child's fsync wrapper skips the real sync of
+segment files and records nothing durable for them, while the writer
+believes it synced and acknowledges the append), and demand that ``crashtest
 --power-loss`` reports acknowledged events lost - and that the same runs on
-the real build report nothing.
+the real build report nothing. The durable offsets the power-loss cut keeps
+are measured by that wrapper, not taken from the writer's own claim.
 
 The children are started with ``--launch exec`` (``python -m
-replay.crash.child``): the switch is read at import, so only a fresh
-interpreter with the variable set is broken; this (checking) process is not.
+replay.crash.child``), which inherit the variable from this process; this
+(checking) process never installs the wrapper, so it is not broken.
 """
 
 from __future__ import annotations

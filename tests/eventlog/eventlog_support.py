@@ -38,7 +38,6 @@ def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
     env.pop("SANDBOX_CRASHPOINT", None)
-    env.pop("SANDBOX_TEST_FAULT", None)
     env.update(extra)
     return env
 
