@@ -41,6 +41,16 @@ import attrs
 
 from replay.crash import mounts, storeio
 from replay.crash import workload as wl
+from sandbox.events import (
+    NETNS_ASSIGNED,
+    NETNS_CLOSED,
+    NETNS_CREATED,
+    NETNS_REMOVE_REQUESTED,
+    NETNS_REMOVED,
+    SANDBOX_ADDED,
+    SANDBOX_DELETED,
+    STATUS_UPDATED,
+)
 
 ACKED = "acked"
 PROJECTION = "projection"
@@ -55,14 +65,6 @@ CHILD = "child"
 REOPEN = "reopen"
 CHECKS = (ACKED, PROJECTION, NETNS, VERIFY, ACCEPTS)
 
-SANDBOX_ADDED = "SandboxAdded"
-SANDBOX_DELETED = "SandboxDeleted"
-STATUS_UPDATED = "StatusUpdated"
-NETNS_ASSIGNED = "NetNSAssigned"
-NETNS_CREATED = "NetNSCreated"
-NETNS_REMOVE_REQUESTED = "NetNSRemoveRequested"
-NETNS_REMOVED = "NetNSRemoved"
-NETNS_CLOSED = "NetNSClosed"
 #: What a reconcile (the store's own, or the one recovery runs) may write.
 EFFECTS = frozenset({NETNS_CREATED, NETNS_REMOVED, NETNS_CLOSED})
 

@@ -196,20 +196,12 @@ class Workload:
                 sid = other  # same id, new name
             else:
                 name = str(model.live[other][0])  # new id, same name
-            return Op(
-                index,
-                ADD,
-                target=sid,
-                sandbox_id=sid,
-                name=name,
-                create_netns=netns,
-                state=state,
-                pid=pid,
-                expect=ERR_EXISTS,
-            )
-        model.live[sid] = [name, state, netns]
-        model.names[name] = sid
-        model.ever.append(sid)
+            expect, had_netns = ERR_EXISTS, False
+        else:
+            model.live[sid] = [name, state, netns]
+            model.names[name] = sid
+            model.ever.append(sid)
+            expect, had_netns = OK, netns
         return Op(
             index,
             ADD,
@@ -219,7 +211,8 @@ class Workload:
             create_netns=netns,
             state=state,
             pid=pid,
-            had_netns=netns,
+            expect=expect,
+            had_netns=had_netns,
         )
 
     def _delete(self, rng: random.Random, model: _Model, index: int) -> Op:
