@@ -19,9 +19,10 @@ from .errors import (
     LogPoisonedError,
     PositionMismatchError,
     RecordTooLargeError,
+    UnsupportedFormatError,
 )
 from .follow import Follower, follow
-from .format import DEFAULT_MAX_RECORD_BYTES, Position, Record
+from .format import DEFAULT_MAX_RECORD_BYTES, Position, RawRecord, Record, signed_header
 from .reader import end_position, read
 from .verify import Problem, VerifyReport, verify
 from .writer import DEFAULT_SEGMENT_BYTES, Durability, EventLog, EventLogStats
@@ -42,11 +43,14 @@ __all__ = [
     "Position",
     "PositionMismatchError",
     "Problem",
+    "RawRecord",
     "Record",
     "RecordTooLargeError",
+    "UnsupportedFormatError",
     "VerifyReport",
     "end_position",
     "follow",
     "read",
+    "signed_header",
     "verify",
 ]

@@ -46,6 +46,15 @@ class CorruptLogError(EventLogError):
         return (type(self), (self.segment, self.offset, self.seq, self.reason))
 
 
+class UnsupportedFormatError(CorruptLogError):
+    """A segment of a format version this code does not know (a newer writer's).
+
+    A CorruptLogError so that every reader and ``verify`` report it where
+    they report damage, with the segment and the version in the reason; it
+    is not damage, and a newer eventlog reads it.
+    """
+
+
 class LogLockedError(EventLogError):
     """Another writer holds the directory's lock.
 

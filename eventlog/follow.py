@@ -46,9 +46,9 @@ from watchdog.observers.api import BaseObserver
 from eventlog.closing import Closing
 
 from .errors import CorruptLogError, EventLogError
-from .format import DEFAULT_MAX_RECORD_BYTES, SEGMENT_HEADER_SIZE, Record
+from .format import DEFAULT_MAX_RECORD_BYTES, FORMAT_VERSION, SEGMENT_HEADER_SIZE, Record
 from .scanner import CLEAN, ScanState, check_segment_header, scan_records
-from .segments import SegmentFile, check_first_segment, list_segments, read_from
+from .segments import SegmentFile, check_first_segment, list_segments, read_from, segment_file
 
 __all__ = ["Follower", "follow"]
 
@@ -83,6 +83,7 @@ class Follower(Closing):
         stop: threading.Event | None,
         poll_interval: float,
         max_record_bytes: int,
+        raw: bool = False,
     ):
         if from_seq < 1:
             raise ValueError(f"from_seq must be >= 1, got {from_seq}")
@@ -90,6 +91,7 @@ class Follower(Closing):
             raise ValueError("poll_interval must be > 0")
         self.directory = directory
         self.from_seq = from_seq
+        self._raw = raw
         self._key = key
         self._stop = stop
         self._poll_interval = poll_interval
@@ -102,6 +104,7 @@ class Follower(Closing):
         self._segment: SegmentFile = segments[max(0, bisect.bisect_right(firsts, from_seq) - 1)]
         # None until the current segment's header has been read and checked.
         self._state: ScanState | None = None
+        self._version = FORMAT_VERSION
         # (seq, digest) the current segment's header must continue from.
         self._expect: tuple[int, bytes] | None = None
         self._keyed: bool | None = None
@@ -207,6 +210,7 @@ class Follower(Closing):
                     seg.path, 10, header.first_seq, "a key was given but the log is not keyed"
                 )
             self._state = ScanState(SEGMENT_HEADER_SIZE, header.first_seq, header.prev_digest)
+            self._version = header.version
             base = 0
         else:
             base = self._state.offset
@@ -229,6 +233,8 @@ class Follower(Closing):
             lenient=True,
             max_record_bytes=self._max,
             from_seq=self.from_seq,
+            version=self._version,
+            raw=self._raw,
         )
 
     def _advance(self) -> bool:
@@ -237,20 +243,25 @@ class Follower(Closing):
         if state is None or not self._has_next or state.end != CLEAN:
             return False
         name_seq = state.seq
-        for seg in list_segments(self.directory):
-            if seg.first_seq > self._segment.first_seq:
-                if seg.first_seq != name_seq:
-                    raise CorruptLogError(
-                        seg.path,
-                        0,
-                        name_seq,
-                        f"missing segment: expected one starting at seq {name_seq}",
-                    )
-                self._segment = seg
-                self._expect = (state.seq, state.digest)
-                self._state = None
-                return True
-        return False
+        # The next segment's name is known: look for it by name, because a
+        # listing taken while the writer creates segments can miss one.
+        nxt = segment_file(self.directory, name_seq)
+        if nxt is None:
+            later = [s for s in list_segments(self.directory) if s.first_seq > name_seq]
+            if not later:
+                return False
+            nxt = segment_file(self.directory, name_seq)
+            if nxt is None:
+                raise CorruptLogError(
+                    later[0].path,
+                    0,
+                    name_seq,
+                    f"missing segment: expected one starting at seq {name_seq}",
+                )
+        self._segment = nxt
+        self._expect = (state.seq, state.digest)
+        self._state = None
+        return True
 
     # -- closing ---------------------------------------------------------
 
@@ -275,8 +286,12 @@ def follow(
     stop: threading.Event | None = None,
     poll_interval: float = 1.0,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    raw: bool = False,
 ) -> Follower:
-    """Tail the log at ``directory`` from ``from_seq``; see the module docstring."""
+    """Tail the log at ``directory`` from ``from_seq``; see the module docstring.
+
+    With ``raw`` the records are ``RawRecord``s (see ``eventlog.read``).
+    """
     return Follower(
         os.path.abspath(os.fspath(directory)),
         from_seq,
@@ -284,4 +299,5 @@ def follow(
         stop=stop,
         poll_interval=poll_interval,
         max_record_bytes=max_record_bytes,
+        raw=raw,
     )

@@ -7,7 +7,7 @@ both against each other. All integers are little-endian.
 Segment file ``<first_seq:020d>.log``::
 
     0   8  magic  b"SBXEVLOG"
-    8   2  u16 format version (1)
+    8   2  u16 format version (2; 1 is still read)
     10  2  u16 flags (bit 0: keyed chain)
     12  4  u32 reserved, 0
     16  8  u64 first_seq
@@ -15,16 +15,20 @@ Segment file ``<first_seq:020d>.log``::
     56  4  u32 reserved, 0
     60  4  u32 crc32 of bytes 0..59
 
-then records, each::
+then records, each (version 2)::
 
     0   4  u32 payload_len
     4   8  u64 seq
     12  8  u64 time_ns
     20  4  u32 batch_left
-    24  4  u32 header_crc = crc32(bytes 0..23)
-    28  n  payload (msgpack map)
-    28+n    32  digest = blake2b-256(key)(prev_digest + bytes 0..23 + payload)
-    60+n     4  u32 body_crc = crc32(payload + digest)
+    24  8  u64 durable_seq (highest seq whose fsync had returned when written)
+    32  4  u32 header_crc = crc32(bytes 0..31)
+    36  n  payload (msgpack map)
+    36+n    32  digest = blake2b-256(key)(prev_digest + bytes 0..31 + payload)
+    68+n     4  u32 body_crc = crc32(payload + digest)
+
+Version 1 records lack ``durable_seq`` (a 28-byte header, 24 signed bytes);
+:data:`LAYOUTS` gives each version's record layout.
 """
 
 from __future__ import annotations
@@ -32,15 +36,18 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import attrs
 import msgpack
 
-from .errors import CorruptLogError
+from .errors import CorruptLogError, UnsupportedFormatError
 
 MAGIC = b"SBXEVLOG"
-FORMAT_VERSION = 1
+#: The version this code writes. Version 1 segments are still read.
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 FLAG_KEYED = 0x0001
 KNOWN_FLAGS = FLAG_KEYED
 
@@ -50,11 +57,11 @@ SEGMENT_HEADER_BODY = struct.Struct("<8sHHIQ32sI")
 SEGMENT_HEADER_SIZE = 64
 CRC = struct.Struct("<I")
 
-#: Record header: payload_len, seq, time_ns, batch_left, header_crc.
-RECORD_HEADER = struct.Struct("<IQQII")
-RECORD_HEADER_SIZE = 28
+#: Record header (v2): payload_len, seq, time_ns, batch_left, durable_seq, header_crc.
+RECORD_HEADER = struct.Struct("<IQQIQI")
+RECORD_HEADER_SIZE = 36
 #: The header bytes covered by header_crc and by the chain digest.
-RECORD_HEADER_SIGNED = 24
+RECORD_HEADER_SIGNED = 32
 DIGEST_SIZE = 32
 #: digest + body_crc after the payload.
 RECORD_TRAILER_SIZE = DIGEST_SIZE + 4
@@ -62,13 +69,51 @@ RECORD_TRAILER_SIZE = DIGEST_SIZE + 4
 RECORD_OVERHEAD = RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE
 ZERO_DIGEST = bytes(DIGEST_SIZE)
 
+#: Version 1's record header: payload_len, seq, time_ns, batch_left, header_crc.
+RECORD_HEADER_V1 = struct.Struct("<IQQII")
+RECORD_HEADER_SIZE_V1 = 28
+RECORD_HEADER_SIGNED_V1 = 24
+
 DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
 #: The unit a power loss zeroes (the torn-write rule of FORMAT.md).
 SECTOR_SIZE = 512
-#: Shortest all-zero sector chunk that counts as evidence of a torn write.
+#: Shortest all-zero sector chunk that counts as evidence of a torn write
+#: in a version 1 segment (version 2 decides by proof first).
 MIN_ZERO_CHUNK = 8
 
-_SIGNED = struct.Struct("<IQQI")
+_SIGNED = struct.Struct("<IQQIQ")
+_SIGNED_V1 = struct.Struct("<IQQI")
+
+
+@attrs.frozen(slots=True)
+class RecordLayout:
+    """Where a format version puts a record's fields.
+
+    ``unpack(buf, pos)`` always returns ``(payload_len, seq, time_ns,
+    batch_left, durable_seq, header_crc)``; version 1 has no durable_seq and
+    reports 0 (no proof). ``header_size`` bytes of header, the first
+    ``signed_size`` of them covered by the header crc and the chain.
+    """
+
+    version: int
+    header_size: int
+    signed_size: int
+    unpack: Callable[[bytes | memoryview, int], tuple[int, int, int, int, int, int]]
+
+    @property
+    def overhead(self) -> int:
+        return self.header_size + RECORD_TRAILER_SIZE
+
+
+def _unpack_v1(buf: bytes | memoryview, pos: int) -> tuple[int, int, int, int, int, int]:
+    length, seq, time_ns, left, crc = RECORD_HEADER_V1.unpack_from(buf, pos)
+    return length, seq, time_ns, left, 0, crc
+
+
+LAYOUTS: dict[int, RecordLayout] = {
+    1: RecordLayout(1, RECORD_HEADER_SIZE_V1, RECORD_HEADER_SIGNED_V1, _unpack_v1),
+    2: RecordLayout(2, RECORD_HEADER_SIZE, RECORD_HEADER_SIGNED, RECORD_HEADER.unpack_from),
+}
 _blake2b = hashlib.blake2b
 _crc32 = zlib.crc32
 
@@ -93,6 +138,44 @@ class Record(NamedTuple):
     digest: bytes
     segment: str
     offset: int
+
+
+class RawRecord(NamedTuple):
+    """A record with its bytes: what a reader asked for ``raw`` returns.
+
+    The fields of :class:`Record` first (so code written for a Record works),
+    then ``payload_bytes`` (the msgpack bytes exactly as on disk, already
+    decoded once into ``payload`` to check them), ``batch_left`` (records
+    still to follow in its batch), ``durable_seq`` (the proof it carries;
+    0 in version 1) and ``version`` (of its segment): everything needed to
+    recompute its chain digest elsewhere (``signed_header``).
+    """
+
+    seq: int
+    time_ns: int
+    payload: dict[str, Any]
+    digest: bytes
+    segment: str
+    offset: int
+    payload_bytes: bytes
+    batch_left: int
+    durable_seq: int
+    version: int
+
+
+def signed_header(
+    payload_len: int,
+    seq: int,
+    time_ns: int,
+    batch_left: int,
+    durable_seq: int,
+    *,
+    version: int = FORMAT_VERSION,
+) -> bytes:
+    """The header bytes a record's crc and chain digest cover, for its version."""
+    if version == 1:
+        return _SIGNED_V1.pack(payload_len, seq, time_ns, batch_left)
+    return _SIGNED.pack(payload_len, seq, time_ns, batch_left, durable_seq)
 
 
 #: ``new_record(Record, (seq, time_ns, payload, digest, segment, offset))``:
@@ -132,20 +215,25 @@ class SegmentHeader:
     def keyed(self) -> bool:
         return bool(self.flags & FLAG_KEYED)
 
+    @property
+    def layout(self) -> RecordLayout:
+        return LAYOUTS[self.version]
+
 
 @attrs.frozen(slots=True)
 class RecordHeader:
-    """The decoded 28-byte header of a record (tooling and tests)."""
+    """The decoded 36-byte (version 2) header of a record (tooling and tests)."""
 
     payload_len: int
     seq: int
     time_ns: int
     batch_left: int
+    durable_seq: int
     header_crc: int
 
     @property
     def crc_ok(self) -> bool:
-        return self.header_crc == _crc32(_SIGNED.pack(*attrs.astuple(self)[:4]))
+        return self.header_crc == _crc32(_SIGNED.pack(*attrs.astuple(self)[:5]))
 
 
 def segment_name(first_seq: int) -> str:
@@ -153,13 +241,18 @@ def segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}.log"
 
 
-def encode_segment_header(first_seq: int, prev_digest: bytes, *, keyed: bool) -> bytes:
+def encode_segment_header(
+    first_seq: int, prev_digest: bytes, *, keyed: bool, version: int = FORMAT_VERSION
+) -> bytes:
+    """A segment header; ``version`` 1 only for tests and tools that make old logs."""
     if len(prev_digest) != DIGEST_SIZE:
         raise ValueError("prev_digest must be 32 bytes")
     if not 1 <= first_seq < 2**64:
         raise ValueError(f"first_seq out of range: {first_seq}")
+    if version not in READ_VERSIONS:
+        raise ValueError(f"unknown format version {version}")
     body = SEGMENT_HEADER_BODY.pack(
-        MAGIC, FORMAT_VERSION, FLAG_KEYED if keyed else 0, 0, first_seq, prev_digest, 0
+        MAGIC, version, FLAG_KEYED if keyed else 0, 0, first_seq, prev_digest, 0
     )
     return body + CRC.pack(_crc32(body))
 
@@ -179,8 +272,14 @@ def decode_segment_header(data: bytes | memoryview, path: str) -> SegmentHeader:
         raise CorruptLogError(path, 0, None, f"wrong magic {bytes(magic)!r} (expected {MAGIC!r})")
     if crc != _crc32(data[:60]):
         raise CorruptLogError(path, 60, None, "segment header crc mismatch")
-    if version != FORMAT_VERSION:
-        raise CorruptLogError(path, 8, None, f"unsupported format version {version}")
+    if version not in READ_VERSIONS:
+        raise UnsupportedFormatError(
+            path,
+            8,
+            None,
+            f"segment has format version {version}; this eventlog reads versions "
+            f"{READ_VERSIONS[0]}-{READ_VERSIONS[-1]} (a newer writer made it: upgrade)",
+        )
     if flags & ~KNOWN_FLAGS:
         raise CorruptLogError(path, 10, None, f"unknown segment flags {flags:#06x}")
     if res1 or res2:
@@ -195,7 +294,7 @@ def decode_segment_header(data: bytes | memoryview, path: str) -> SegmentHeader:
 def chain_digest(
     prev_digest: bytes, signed_header: bytes | memoryview, payload: bytes | memoryview, key: bytes
 ) -> bytes:
-    """The chain digest of a record: blake2b-256 over prev + 24 header bytes + payload.
+    """The chain digest of a record: blake2b-256 over prev + signed header bytes + payload.
 
     With a key it is a MAC: without the key nobody can forge a record that
     chains, so a keyed log's history cannot be rewritten even by someone who
@@ -207,10 +306,18 @@ def chain_digest(
 
 
 def encode_record(
-    prev_digest: bytes, seq: int, time_ns: int, batch_left: int, payload: bytes, key: bytes
+    prev_digest: bytes,
+    seq: int,
+    time_ns: int,
+    batch_left: int,
+    payload: bytes,
+    key: bytes,
+    durable_seq: int = 0,
+    *,
+    version: int = FORMAT_VERSION,
 ) -> tuple[bytes, bytes]:
     """Encode one record; returns (record bytes, chain digest after it)."""
-    signed = _SIGNED.pack(len(payload), seq, time_ns, batch_left)
+    signed = signed_header(len(payload), seq, time_ns, batch_left, durable_seq, version=version)
     digest = _blake2b(prev_digest + signed + payload, digest_size=DIGEST_SIZE, key=key).digest()
     tail = payload + digest
     return (
@@ -220,7 +327,7 @@ def encode_record(
 
 
 def decode_record_header(data: bytes | memoryview, offset: int = 0) -> RecordHeader:
-    """Decode a record header (no checks; see ``RecordHeader.crc_ok``)."""
+    """Decode a version 2 record header (no checks; see ``RecordHeader.crc_ok``)."""
     return RecordHeader(*RECORD_HEADER.unpack_from(data, offset))
 
 

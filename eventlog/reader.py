@@ -58,7 +58,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
-import zlib
 from collections.abc import Iterator
 from itertools import chain
 
@@ -68,9 +67,6 @@ from .errors import CorruptLogError, EventLogError, PositionMismatchError
 from .format import (
     DEFAULT_MAX_RECORD_BYTES,
     DIGEST_SIZE,
-    RECORD_HEADER,
-    RECORD_HEADER_SIGNED,
-    RECORD_HEADER_SIZE,
     RECORD_TRAILER_SIZE,
     SEGMENT_HEADER_SIZE,
     ZERO_DIGEST,
@@ -79,7 +75,6 @@ from .format import (
     SegmentHeader,
 )
 from .scanner import (
-    CRC_RESIDUE,
     STOPPED,
     TAIL,
     TORN,
@@ -88,6 +83,7 @@ from .scanner import (
     scan_records,
 )
 from .segments import SegmentFile, check_first_segment, list_segments, read_file
+from .torn import record_at
 
 __all__ = ["PositionMismatchError", "SegmentWalk", "end_position", "read"]
 
@@ -101,6 +97,7 @@ class _Resume:
     base: int
     state: ScanState
     key: bytes | None
+    version: int
 
 
 @attrs.define
@@ -133,6 +130,7 @@ class SegmentWalk:
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         whole_history: bool = False,
         position: Position | None = None,
+        raw: bool = False,
     ):
         if from_seq < 1:
             raise ValueError(f"from_seq must be >= 1, got {from_seq}")
@@ -143,6 +141,7 @@ class SegmentWalk:
             )
         self.directory = directory
         self.key = key
+        self.raw = raw
         self.lenient = lenient
         self.from_seq = from_seq
         self.to_seq = to_seq
@@ -186,6 +185,7 @@ class SegmentWalk:
         state: ScanState,
         key: bytes | None,
         is_last: bool,
+        version: int,
     ) -> Iterator[Record]:
         """The scanner over one segment's bytes, from ``state.offset`` on."""
         return scan_records(
@@ -201,6 +201,8 @@ class SegmentWalk:
             max_record_bytes=self.max_record_bytes,
             from_seq=self.from_seq,
             to_seq=self.to_seq,
+            version=version,
+            raw=self.raw,
         )
 
     def _ended(self, seg: SegmentFile, state: ScanState) -> bool:
@@ -295,24 +297,17 @@ class SegmentWalk:
         ):
             return no(f"the record ending at offset {offset} does not end with the digest")
         rest = len(data) - (offset - base)
-        if rest >= RECORD_HEADER_SIZE:
+        layout = header.layout
+        if rest >= layout.header_size:
             at = offset - base
-            length, rseq, _t, _left, header_crc = RECORD_HEADER.unpack_from(data, at)
-            signed = data[at : at + RECORD_HEADER_SIGNED]
-            body = at + RECORD_HEADER_SIZE
-            end = body + length + RECORD_TRAILER_SIZE
-            if (
-                zlib.crc32(signed) != header_crc
-                or rseq != seq + 1
-                or length > self.max_record_bytes
-                or end > len(data)
-                or zlib.crc32(data[body:end]) != CRC_RESIDUE
-            ):
+            found = record_at(data, at, layout, self.max_record_bytes)
+            if found is None or found.seq != seq + 1:
                 return no(f"no whole record with seq {seq + 1} at offset {offset}")
             if key is not None:
                 h = hashlib.blake2b(digest_size=DIGEST_SIZE, key=key)
-                h.update(digest + signed + data[body : body + length])
-                if h.digest() != data[body + length : end - 4]:
+                h.update(digest + data[at : at + layout.signed_size])
+                h.update(data[at + layout.header_size : found.end - RECORD_TRAILER_SIZE])
+                if h.digest() != found.digest:
                     return no(f"the record at offset {offset} does not chain from the digest")
         elif rest:
             return no(f"a partial record at offset {offset}")
@@ -331,7 +326,7 @@ class SegmentWalk:
             ):
                 return no(f"segment {nxt.name} does not continue from the position")
         self.segments_read += 1
-        return _Resume(index, data, base, ScanState(offset, seq + 1, digest), key)
+        return _Resume(index, data, base, ScanState(offset, seq + 1, digest), key, header.version)
 
     def _fallback(self, pos: Position) -> Iterator[Record]:
         """A scan from the header of the segment holding ``pos.seq``, checking its digest."""
@@ -365,25 +360,25 @@ class SegmentWalk:
 
     def _scans(self, resume: _Resume | None = None) -> Iterator[Iterator[Record]]:
         segments = self.segments
-        last_index = len(segments) - 1
         expect_seq: int | None = None
         expect_digest: bytes | None = None
-        begin = self.start
+        index = self.start
         if resume is not None:
             state = resume.state
             self.state = state
             seg = segments[resume.index]
+            is_last = resume.index == len(segments) - 1
             yield self._scan(
-                seg, resume.data, resume.base, state, resume.key, resume.index == last_index
+                seg, resume.data, resume.base, state, resume.key, is_last, resume.version
             )
             if self._ended(seg, state):
                 return
             expect_seq = state.seq
             expect_digest = state.digest
-            begin = resume.index + 1
-        for index in range(begin, len(segments)):
+            index = resume.index + 1
+        while index < len(segments):
             seg = segments[index]
-            is_last = index == last_index
+            is_last = index == len(segments) - 1
             try:
                 data = read_file(seg.path)
             except FileNotFoundError:
@@ -392,35 +387,58 @@ class SegmentWalk:
                     return
                 raise CorruptLogError(seg.path, 0, seg.first_seq, "segment vanished") from None
             header = check_segment_header(data, seg.path, seg.first_seq, is_last=is_last)
+            if expect_seq is not None and seg.first_seq != expect_seq:
+                segments = self._relist(index, expect_seq)
+                continue
+
             self.segments_read += 1
             if header is None:
                 self.torn = TornTail(seg.path, 0, len(data), "segment header not written")
                 return
-            if expect_seq is not None and expect_digest is not None:
-                if header.first_seq != expect_seq:
-                    raise CorruptLogError(
-                        seg.path,
-                        16,
-                        expect_seq,
-                        f"missing segment: previous segment ends at seq {expect_seq - 1}, "
-                        f"this one starts at {header.first_seq}",
-                    )
-                if header.prev_digest != expect_digest:
-                    raise CorruptLogError(
-                        seg.path,
-                        24,
-                        expect_seq,
-                        "digest discontinuity: prev_digest differs from the previous "
-                        "segment's last digest",
-                    )
+            if expect_digest is not None and header.prev_digest != expect_digest:
+                raise CorruptLogError(
+                    seg.path,
+                    24,
+                    expect_seq,
+                    "digest discontinuity: prev_digest differs from the previous "
+                    "segment's last digest",
+                )
             chain_key = self._chain_key(seg, header)
             state = ScanState(SEGMENT_HEADER_SIZE, header.first_seq, header.prev_digest)
             self.state = state
-            yield self._scan(seg, data, 0, state, chain_key, is_last)
+            yield self._scan(seg, data, 0, state, chain_key, is_last, header.version)
             if self._ended(seg, state):
                 return
             expect_seq = state.seq
             expect_digest = state.digest
+            index += 1
+
+    def _relist(self, index: int, expect_seq: int) -> list[SegmentFile]:
+        """The segments again, when the next one listed is not the one expected.
+
+        A directory listing taken while the writer creates segments can miss
+        one (readdir of a directory being modified is not a snapshot), so a
+        healthy log may look gapped. Segments are only ever added at the end
+        while a log is live: list again and use the segment named for the
+        expected seq if it is there; only a listing that still lacks it is a
+        missing segment.
+        """
+        fresh = list_segments(self.directory)
+        firsts = [s.first_seq for s in fresh]
+        at = bisect.bisect_left(firsts, expect_seq)
+        newer = index == 0 or self.segments[index - 1].first_seq < expect_seq
+        if newer and at < len(fresh) and fresh[at].first_seq == expect_seq:
+            segments = self.segments[:index] + fresh[at:]
+            self.segments = segments
+            return segments
+        seg = self.segments[index]
+        raise CorruptLogError(
+            seg.path,
+            16,
+            expect_seq,
+            f"missing segment: previous segment ends at seq {expect_seq - 1}, "
+            f"this one starts at {seg.first_seq}",
+        )
 
 
 def read(
@@ -431,8 +449,12 @@ def read(
     key: bytes | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     start: Position | None = None,
+    raw: bool = False,
 ) -> Iterator[Record]:
     """Yield the records with ``from_seq <= seq <= to_seq`` (to the end when None).
+
+    With ``raw`` the records are ``RawRecord``s (the payload's bytes, batch
+    position, proof and version too: for shippers and tools).
 
     Checks happen eagerly for a missing directory or an empty one
     (EventLogError); corruption surfaces as CorruptLogError while iterating,
@@ -458,6 +480,7 @@ def read(
         to_seq=to_seq,
         max_record_bytes=max_record_bytes,
         position=start,
+        raw=raw,
     )
     if start is None and to_seq is not None and to_seq < from_seq:
         return iter(())
@@ -493,7 +516,7 @@ def end_position(directory: str | os.PathLike[str], seq: int, digest: bytes) -> 
                     is not None
                     and header[24:56] == digest
                 )
-            elif size >= SEGMENT_HEADER_SIZE + RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE:
+            elif size > SEGMENT_HEADER_SIZE + RECORD_TRAILER_SIZE:
                 f.seek(size - RECORD_TRAILER_SIZE)
                 ok = seq >= seg.first_seq and f.read(DIGEST_SIZE) == digest
             else:

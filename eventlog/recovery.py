@@ -67,6 +67,8 @@ class Tail:
     last_seq: int
     digest: bytes
     repair: str = ""
+    #: The proof the last record carries (format v2): seqs up to it were durable.
+    durable_seq: int = 0
 
 
 def check_key(header: SegmentHeader, key: bytes | None, path: str) -> None:
@@ -103,6 +105,7 @@ def _scan_segment(
         is_last=is_last,
         max_record_bytes=max_record_bytes,
         from_seq=_NO_DECODE,
+        version=header.version,
     ):
         pass
     return state
@@ -200,4 +203,4 @@ def recover_tail(
         log.warning("event log %s: %s", directory, repair)
     else:
         assert state.end == CLEAN, state.end
-    return Tail(seg, header, state.offset, state.seq - 1, state.digest, repair)
+    return Tail(seg, header, state.offset, state.seq - 1, state.digest, repair, state.durable_seq)

@@ -4,38 +4,28 @@ This is the only code that decides what the bytes of a log mean; the
 reader, the follower, ``verify`` and writer-open recovery all call it, so
 they cannot disagree about where a log ends or whether it is corrupt.
 
-How a scan ends (FORMAT.md, "Torn tails and corruption"):
+How a scan ends (FORMAT.md, "Where a log ends"):
 
 ``clean``
     the bytes end exactly after a whole record that closes its batch.
 ``torn``
-    only in the LAST segment, a failure at offset ``o`` that a crash (process
-    kill or power loss) can leave behind:
-
-    1. fewer than 28 bytes remain (a torn record header);
-    2. every byte from ``o`` to EOF is zero (a zero-filled tail);
-    3. the header crc is good and the record extends past EOF (a short write);
-    4. the header or body crc fails, nothing but zeros follows the record's
-       end (EOF when the header is bad), and some 512-byte file-aligned
-       sector, intersected with the range from ``o`` to EOF (the record plus
-       the zeros after it), is an all-zero chunk of at least 8 bytes, or is
-       the file's last, partial sector, all zero from its boundary to EOF:
-       power loss zeroes whole sectors, a bit flip never does (etcd's
-       ``isTornEntry``);
-    5. the bytes end inside a batch (no record with batch_left 0 yet).
-
-    The log ends at ``o`` - or at the start of the batch ``o`` is in, so a
-    batch is all-or-nothing.
+    only in the LAST segment: a failure that a crash can leave behind, as
+    ``eventlog.torn`` decides it (version 2: by proof - a record that a later
+    intact record proves durable is never torn - then by what a crash can
+    leave in the unproven tail; version 1: by the zero-sector rule). The
+    bytes ending inside a batch are torn too. The log ends at the failure,
+    or at the start of the batch it is in, so a batch is all-or-nothing.
 ``tail`` (readers only, ``lenient=True``)
     also in the last segment: a record whose header is good but whose body
     fails, with nothing but zeros after it. A reader cannot tell that from a
     writer in the middle of an append, so it stops quietly; writer-open
     recovery and ``verify`` call it corruption.
 
-Everything else raises :class:`CorruptLogError`: a bad crc with more data
-after it, any defect outside the last segment, a chain mismatch, a seq gap
-or repeat, an oversized length (never allocated), a payload that is not a
-msgpack map, a batch interrupted by another one. Nothing is ever skipped.
+Everything else raises :class:`CorruptLogError`: a bad record that is not
+torn, any defect outside the last segment, a chain mismatch, a seq gap or
+repeat, an oversized length (never allocated), a ``durable_seq`` that
+claims its own record, a payload that is not a msgpack map, a batch
+interrupted by another one. Nothing is ever skipped.
 
 The loop is the readers' hot path: one read of the segment, bytes slices
 (cheaper to crc than memoryview slices), a precompiled struct, two crc32
@@ -56,27 +46,35 @@ import msgpack
 from .errors import CorruptLogError
 from .format import (
     DIGEST_SIZE,
-    MIN_ZERO_CHUNK,
-    RECORD_HEADER,
-    RECORD_HEADER_SIZE,
+    FORMAT_VERSION,
+    LAYOUTS,
     RECORD_TRAILER_SIZE,
-    SECTOR_SIZE,
     SEGMENT_HEADER_SIZE,
+    RawRecord,
     Record,
     SegmentHeader,
     decode_segment_header,
 )
 from .format import new_record as _new_record
+from .torn import CRC_RESIDUE, is_all_zero, judge, judge_v1
 
 CLEAN = "clean"
 TORN = "torn"
 TAIL = "tail"
 STOPPED = "stopped"
 
-_ZEROS = bytes(SECTOR_SIZE)
 RECORD_TRAILER = RECORD_TRAILER_SIZE
-#: zlib.crc32(data + crc32(data) as 4 little-endian bytes), for any data.
-CRC_RESIDUE = 0x2144DF1C
+__all__ = [
+    "CLEAN",
+    "CRC_RESIDUE",
+    "STOPPED",
+    "TAIL",
+    "TORN",
+    "ScanState",
+    "check_segment_header",
+    "is_all_zero",
+    "scan_records",
+]
 
 
 @attrs.define(slots=True)
@@ -88,7 +86,8 @@ class ScanState:
     after the last whole record. ``end`` says how the scan ended (``clean``,
     ``torn``, ``tail`` or ``stopped`` when the caller's ``to_seq`` was
     reached) and ``reason`` why, for torn and tail ends. ``eof`` is the
-    absolute offset of the end of the scanned bytes.
+    absolute offset of the end of the scanned bytes. ``durable_seq`` is the
+    proof carried by the last record scanned (0 for version 1 or none).
     """
 
     offset: int
@@ -98,65 +97,7 @@ class ScanState:
     end: str = ""
     reason: str = ""
     eof: int = 0
-
-
-def is_all_zero(data: bytes | memoryview) -> bool:
-    """True when every byte is zero (also for empty data)."""
-    view = memoryview(data)
-    n = len(view)
-    pos = 0
-    while pos < n:
-        step = min(SECTOR_SIZE, n - pos)
-        if view[pos : pos + step] != _ZEROS[:step]:
-            return False
-        pos += step
-    return True
-
-
-def has_zero_sector_chunk(buf: bytes | memoryview, base: int, start: int, end: int) -> bool:
-    """Is some 512-aligned sector, cut to ``[start, end)``, an all-zero chunk of >= 8 bytes?
-
-    ``buf`` holds the file from absolute offset ``base``; ``start`` and
-    ``end`` are absolute offsets.
-    """
-    view = memoryview(buf)
-    pos = start
-    while pos < end:
-        stop = min(end, (pos // SECTOR_SIZE + 1) * SECTOR_SIZE)
-        n = stop - pos
-        # A lost final sector holds only what was past its boundary: from a
-        # sector boundary to EOF it may be shorter than MIN_ZERO_CHUNK.
-        whole = n >= MIN_ZERO_CHUNK or (pos % SECTOR_SIZE == 0 and stop == base + len(buf))
-        if whole and view[pos - base : stop - base] == _ZEROS[:n]:
-            return True
-        pos = stop
-    return False
-
-
-def classify_failure(
-    buf: bytes | memoryview, base: int, offset: int, *, header_ok: bool, record_end: int | None
-) -> str | None:
-    """The torn-tail reason for a failure at ``offset``, or None if it is corruption.
-
-    Rules 1-4 of the module docstring (rule 5, the incomplete batch, is the
-    scanner's). ``record_end`` is the absolute end of the failing record when
-    its header is good.
-    """
-    eof = base + len(buf)
-    view = memoryview(buf)
-    if eof - offset < RECORD_HEADER_SIZE:
-        return f"torn record header ({eof - offset} bytes at end of file)"
-    if is_all_zero(view[offset - base :]):
-        return f"zero-filled tail ({eof - offset} bytes)"
-    if header_ok and record_end is not None and record_end > eof:
-        return f"record extends past end of file (needs {record_end - offset}, has {eof - offset})"
-    end = record_end if header_ok and record_end is not None else eof
-    # Only zeros after the record, so sector chunks of [offset, eof) are the
-    # record's own plus the zeroed sectors after it: a zeroed sector that
-    # begins a few bytes before the record's end still counts as evidence.
-    if is_all_zero(view[end - base :]) and has_zero_sector_chunk(buf, base, offset, eof):
-        return "torn write (zeroed sector in the last record)"
-    return None
+    durable_seq: int = 0
 
 
 def check_segment_header(
@@ -197,8 +138,10 @@ def _payload_error(path: str, offset: int, seq: int, exc: Exception) -> CorruptL
     )
 
 
-def _header_error(path: str, offset: int, seq: int, length: int, rseq: int, limit: int) -> None:
-    """Raise for a header whose crc is good but whose length or seq is wrong."""
+def _header_error(
+    path: str, offset: int, seq: int, length: int, rseq: int, durable: int, limit: int
+) -> None:
+    """Raise for a header whose crc is good but whose length, seq or proof is wrong."""
     if length > limit:
         raise CorruptLogError(
             path, offset, seq, f"oversized length {length} (max_record_bytes {limit})"
@@ -206,6 +149,9 @@ def _header_error(path: str, offset: int, seq: int, length: int, rseq: int, limi
     if rseq != seq:
         what = "gap" if rseq > seq else "repeat"
         raise CorruptLogError(path, offset, seq, f"seq {what}: found seq {rseq}")
+    raise CorruptLogError(
+        path, offset, seq, f"durable_seq {durable} claims a record not yet written before it"
+    )
 
 
 def scan_records(
@@ -222,6 +168,8 @@ def scan_records(
     max_record_bytes: int,
     from_seq: int = 1,
     to_seq: int | None = None,
+    version: int = FORMAT_VERSION,
+    raw: bool = False,
 ) -> Iterator[Record]:
     """Yield the whole records of ``buf`` from absolute offset ``start``.
 
@@ -233,10 +181,16 @@ def scan_records(
     ``key`` is the chain key (``b""`` for an unkeyed log) or None to skip
     chain checks (a keyed log read without its key; crcs are still
     checked). Records with seq < ``from_seq`` are checked but not decoded
-    or yielded; the scan stops after ``to_seq``.
+    or yielded; the scan stops after ``to_seq``. ``version`` is the
+    segment's format version (its header says). With ``raw`` the records
+    are :class:`RawRecord`s, which also carry the payload's bytes, the
+    batch position and the proof (what a shipper forwards byte for byte).
     """
     # Everything the loop touches is a local: this is the readers' hot path.
-    unpack_header = RECORD_HEADER.unpack_from
+    layout = LAYOUTS[version]
+    unpack_header = layout.unpack
+    header_size = layout.header_size
+    signed_size = layout.signed_size
     crc32 = zlib.crc32
     unpackb = msgpack.unpackb
     new_record = _new_record
@@ -264,9 +218,16 @@ def scan_records(
     def failure(at: int, reason: str, *, header_ok: bool, record_end: int | None) -> str:
         """Classify a failure at relative offset ``at``: returns the end kind or raises."""
         abs_at = base + at
-        abs_end = None if record_end is None else base + record_end
         if is_last:
-            torn = classify_failure(buf, base, abs_at, header_ok=header_ok, record_end=abs_end)
+            if version == 1:
+                abs_end = None if record_end is None else base + record_end
+                torn = judge_v1(buf, base, abs_at, header_ok=header_ok, record_end=abs_end)
+                why = ""
+            else:
+                ok, why = judge(
+                    buf, base, abs_at, layout=layout, seq=seq, prev=prev, key=key, limit=limit
+                )
+                torn = why if ok else None
             if torn is not None:
                 state.reason = f"{torn} at offset {abs_at}"
                 return TORN
@@ -279,11 +240,14 @@ def scan_records(
             ):
                 state.reason = f"{reason} in the last record at offset {abs_at}"
                 return TAIL
+            if why:
+                reason = f"{reason}; {why}"
         raise CorruptLogError(path, abs_at, seq, reason)
 
     kind = CLEAN
+    proof = state.durable_seq
     while True:
-        if end - pos < RECORD_HEADER_SIZE:
+        if end - pos < header_size:
             if pos >= end:
                 if batch_pos >= 0:
                     if not is_last:
@@ -297,21 +261,21 @@ def scan_records(
                 break
             kind = failure(pos, "torn record header", header_ok=False, record_end=None)
             break
-        length, rseq, time_ns, left, header_crc = unpack_header(buf, pos)
-        head = buf[pos : pos + 24]
+        length, rseq, time_ns, left, durable, header_crc = unpack_header(buf, pos)
+        head = buf[pos : pos + signed_size]
         if crc32(head) != header_crc:
             kind = failure(pos, "record header crc mismatch", header_ok=False, record_end=None)
             break
-        if length > limit or rseq != seq:
-            _header_error(path, base + pos, seq, length, rseq, limit)
-        payload_end = pos + RECORD_HEADER_SIZE + length
+        if length > limit or rseq != seq or durable >= seq:
+            _header_error(path, base + pos, seq, length, rseq, durable, limit)
+        payload_end = pos + header_size + length
         record_end = payload_end + RECORD_TRAILER
         if record_end > end:
             kind = failure(
                 pos, "record extends past end of file", header_ok=True, record_end=record_end
             )
             break
-        body = pos + RECORD_HEADER_SIZE
+        body = pos + header_size
         # crc32 over payload + digest + its own stored crc is a constant (the
         # CRC residue) exactly when the stored crc is right: one call, no unpack.
         # (A bytes slice is cheaper here than a memoryview slice: crc32 of a
@@ -340,7 +304,14 @@ def scan_records(
                 raise CorruptLogError(
                     path, base + pos, seq, f"payload is a {type(obj).__name__}, not a map"
                 )
-            record = new_record(record_type, (seq, time_ns, obj, digest, name, base + pos))
+            record: Any
+            if raw:
+                record = new_record(
+                    RawRecord,
+                    (seq, time_ns, obj, digest, name, base + pos, payload, left, durable, version),
+                )
+            else:
+                record = new_record(record_type, (seq, time_ns, obj, digest, name, base + pos))
             if left == 0 and expect_left < 0:
                 # The common case: a record on its own.
                 yield record
@@ -370,6 +341,7 @@ def scan_records(
                     if record.seq <= last:
                         yield record
         prev = digest
+        proof = durable
         seq += 1
         pos = record_end
         if seq > last and batch_pos < 0:
@@ -385,3 +357,4 @@ def scan_records(
     state.digest = prev
     state.records += seq - first_seq
     state.end = kind
+    state.durable_seq = min(proof, seq - 1)

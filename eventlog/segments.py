@@ -30,6 +30,7 @@ __all__ = [
     "make_directory",
     "read_file",
     "read_from",
+    "segment_file",
     "segment_name",
     "write_file_durably",
 ]
@@ -69,6 +70,13 @@ def list_segments(directory: str) -> list[SegmentFile]:
         found.append(SegmentFile(first, name, os.path.join(directory, name)))
     found.sort(key=lambda s: s.first_seq)
     return found
+
+
+def segment_file(directory: str, first_seq: int) -> SegmentFile | None:
+    """The segment starting at ``first_seq`` if its file exists (found by name, not listing)."""
+    name = segment_name(first_seq)
+    path = os.path.join(directory, name)
+    return SegmentFile(first_seq, name, path) if os.path.lexists(path) else None
 
 
 def check_first_segment(directory: str, segments: list[SegmentFile]) -> None:

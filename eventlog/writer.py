@@ -73,6 +73,7 @@ from .format import (
     CRC,
     DEFAULT_MAX_RECORD_BYTES,
     DIGEST_SIZE,
+    FORMAT_VERSION,
     SEGMENT_HEADER_SIZE,
     ZERO_DIGEST,
     encode_segment_header,
@@ -190,7 +191,7 @@ class EventLog(Closing):
             os.close(fd)
             lock.release()
             raise
-        return cls(
+        log = cls(
             path,
             lock,
             fd,
@@ -201,6 +202,13 @@ class EventLog(Closing):
             key=key,
             batch_interval=batch_interval,
         )
+        if tail.header.version != FORMAT_VERSION:
+            try:
+                log._upgrade()
+            except BaseException:
+                log.close()
+                raise
+        return log
 
     @staticmethod
     def _find_tail(directory: str, *, key: bytes | None, max_record_bytes: int) -> Tail:
@@ -262,6 +270,11 @@ class EventLog(Closing):
         self._written = 0  # bytes of records written since open, all segments
         self._synced = 0  # how much of _written is known durable
         self._synced_offset = (self._seg_path, tail.size if self._sync else 0)
+        # The highest seq whose fsync has returned: every record carries it
+        # (format v2), so recovery can tell a record a later one proves
+        # durable from the unproven tail. Open fsynced the tail (unless
+        # "none", which proves nothing new and carries the old proof on).
+        self._durable = tail.last_seq if self._sync else tail.durable_seq
         self._poison: BaseException | None = None
         self._closed = False
         self._appends = 0
@@ -472,7 +485,7 @@ class EventLog(Closing):
             if self._poison is not None:
                 raise self._poison_error()
             firsts = self._write_group(batches)
-            tail = (self._fd, self._seg_path, self._seg_size, self._written)
+            tail = (self._fd, self._seg_path, self._seg_size, self._written, self._last_seq)
         try:
             os.fdatasync(tail[0])
         except OSError as exc:
@@ -482,6 +495,8 @@ class EventLog(Closing):
             if tail[3] > self._synced:
                 self._synced = tail[3]
                 self._synced_offset = (tail[1], tail[2])
+            if tail[4] > self._durable:
+                self._durable = tail[4]
         if crashpoints.ARMED:
             crashpoints.hit(APPEND_AFTER_FSYNC)
         return firsts
@@ -494,6 +509,7 @@ class EventLog(Closing):
         now = time.time_ns()
         seq = self._last_seq
         prev = self._head
+        durable = self._durable
         # format.encode_record, inlined: one keyed blake2b state copied per
         # record, the body crc chained over payload and digest (no tail copy),
         # every record's pieces joined once for the single write.
@@ -512,7 +528,7 @@ class EventLog(Closing):
             for data in datas:
                 seq += 1
                 left -= 1
-                signed = pack_signed(len(data), seq, now, left)
+                signed = pack_signed(len(data), seq, now, left, durable)
                 h = hasher()
                 h.update(prev + signed + data)
                 prev = h.digest()
@@ -597,7 +613,7 @@ class EventLog(Closing):
                 return
             # A dup stays valid if rotation closes the segment's fd meanwhile.
             fd = os.dup(self._fd)
-            tail = (self._seg_path, self._seg_size, self._written)
+            tail = (self._seg_path, self._seg_size, self._written, self._last_seq)
         try:
             os.fdatasync(fd)
         except OSError as exc:
@@ -610,6 +626,8 @@ class EventLog(Closing):
             if tail[2] > self._synced:
                 self._synced = tail[2]
                 self._synced_offset = (tail[0], tail[1])
+            if tail[3] > self._durable:
+                self._durable = tail[3]
 
     def _batch_loop(self) -> None:
         while not self._stop.wait(self._batch_interval):
@@ -630,6 +648,7 @@ class EventLog(Closing):
                     self._syncs += 1
                     self._synced = self._written
                     self._synced_offset = (self._seg_path, self._seg_size)
+                    self._durable = self._last_seq
             if armed:
                 crashpoints.hit(ROTATE_AFTER_SYNC_OLD)
             first = self._last_seq + 1
@@ -662,6 +681,33 @@ class EventLog(Closing):
             self._rotations += 1
             self._synced_offset = (path, self._seg_size if self._sync else 0)
         os.close(old_fd)
+
+    # -- format upgrade --------------------------------------------------------
+
+    def _upgrade(self) -> None:
+        """Continue a version 1 log in version 2 segments (a segment has one version).
+
+        With records in the v1 tail, rotate now; an empty v1 tail (header
+        only) is replaced by a v2 header for the same seq, through a
+        fsynced temp file renamed over it.
+        """
+        with self._wlock:
+            if self._seg_records > 0:
+                self._rotate()
+                return
+            header = encode_segment_header(
+                self._last_seq + 1, self._head, keyed=self._key is not None
+            )
+            tmp = self._seg_path + ".v2tmp"
+            write_file_durably(tmp, header)
+            os.rename(tmp, self._seg_path)
+            fsync_dir(self.directory)
+            fd = os.open(self._seg_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            os.close(self._fd)
+            self._fd = fd
+            self._seg_size = len(header)
+            with self._mutex:
+                self._synced_offset = (self._seg_path, self._seg_size if self._sync else 0)
 
     # -- closing -------------------------------------------------------------
 
@@ -704,6 +750,7 @@ class EventLog(Closing):
                         self._syncs += 1
                         self._synced = self._written
                         self._synced_offset = (self._seg_path, self._seg_size)
+                        self._durable = self._last_seq
             finally:
                 os.close(self._fd)
                 self._lock.release()

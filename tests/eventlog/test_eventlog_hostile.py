@@ -30,6 +30,7 @@ from eventlog_support import (
 
 from eventlog import CorruptLogError, EventLog, read, verify
 from eventlog.format import (
+    RECORD_HEADER_SIGNED,
     RECORD_HEADER_SIZE,
     SECTOR_SIZE,
     encode_record,
@@ -37,11 +38,14 @@ from eventlog.format import (
 
 
 def build(d: Path, count: int = 30, *, segment_bytes: int = 10**9, pad: str = "x") -> None:
+    """A log written as production writes it (durability "always"): every
+    record carries the proof of the fsyncs before it."""
+
     def make(seq: int) -> dict[str, Any]:
         p = payload_for(seq)
         return p | {"pad": pad * len(p["pad"])}
 
-    with EventLog.open(d, durability="none", segment_bytes=segment_bytes) as log:
+    with EventLog.open(d, durability="always", segment_bytes=segment_bytes) as log:
         for _ in range(count):
             seq = log.last_seq + 1
             if seq % 9 == 0:
@@ -158,7 +162,8 @@ def patch_header(path: Path, offset: int, *, length: int, fix_crc: bool) -> None
         header = bytearray(f.read(RECORD_HEADER_SIZE))
         struct.pack_into("<I", header, 0, length)
         if fix_crc:
-            struct.pack_into("<I", header, 24, zlib.crc32(bytes(header[:24])))
+            signed = RECORD_HEADER_SIGNED
+            struct.pack_into("<I", header, signed, zlib.crc32(bytes(header[:signed])))
         f.seek(offset)
         f.write(header)
 

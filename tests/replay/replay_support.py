@@ -28,6 +28,7 @@ class RawRecord:
     batch_left: int
     payload: bytes
     digest: bytes
+    durable_seq: int = 0
 
 
 def segment(state_dir: Path) -> Path:
@@ -48,14 +49,16 @@ def parse(state_dir: Path) -> tuple[fmt.SegmentHeader, list[RawRecord]]:
         start = pos + fmt.RECORD_HEADER_SIZE
         payload = data[start : start + h.payload_len]
         digest = data[start + h.payload_len : start + h.payload_len + fmt.DIGEST_SIZE]
-        out.append(RawRecord(pos, h.seq, h.time_ns, h.batch_left, payload, digest))
+        out.append(
+            RawRecord(pos, h.seq, h.time_ns, h.batch_left, payload, digest, h.durable_seq)
+        )
         pos = start + h.payload_len + fmt.RECORD_TRAILER_SIZE
     return header, out
 
 
 def _frame(r: RawRecord) -> bytes:
     """A record with its stored digest kept and both crcs recomputed (no re-chaining)."""
-    signed = fmt.RECORD_HEADER.pack(len(r.payload), r.seq, r.time_ns, r.batch_left, 0)[:24]
+    signed = fmt.signed_header(len(r.payload), r.seq, r.time_ns, r.batch_left, r.durable_seq)
     tail = r.payload + r.digest
     return signed + fmt.CRC.pack(zlib.crc32(signed)) + tail + fmt.CRC.pack(zlib.crc32(tail))
 
@@ -82,7 +85,9 @@ def write_records(
     prev = header.prev_digest
     for r in records:
         if rechain_from is not None and r.seq >= rechain_from:
-            blob, prev = fmt.encode_record(prev, r.seq, r.time_ns, r.batch_left, r.payload, key)
+            blob, prev = fmt.encode_record(
+                prev, r.seq, r.time_ns, r.batch_left, r.payload, key, r.durable_seq
+            )
             r.digest = prev
             out.append(blob)
         else:
