@@ -191,6 +191,12 @@ def describe(
                 ev.NETNS_REMOVED: f"netns {path} removed",
                 ev.NETNS_CLOSED: f"netns {path} found closed out of band: {event.get('reason')}",
             }[kind]
+        elif kind == ev.LOG_REPAIRED:
+            changes["log"] = {k: v for k, v in event.items() if k not in ("type", "v", "id", "env")}
+            summary = (
+                f"log repaired: cut at seq {event['cut_seq']}, "
+                f"{event['bytes_set_aside']} bytes set aside ({event['reason']})"
+            )
         else:
             summary = f"unreadable event: type {kind!r}, version {event.get('v')!r}"
     except (KeyError, TypeError, AttributeError):

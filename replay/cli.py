@@ -53,9 +53,11 @@ from replay.errors import (
     StateDirMissingError,
 )
 from replay.follow import follow
+from replay.repair import repair_log
 from replay.timespec import TimeSpecError, ago, format_time, parse_point, parse_time
 from replay.verify import VerifyResult, verify
 from replay.view import StoreView, check_state_dir, load
+from sandbox import gojson
 from sandbox.config import InvalidConfigError, PodSandboxConfig
 from sandbox.errors import (
     AlreadyExistsError,
@@ -373,6 +375,16 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
     _add_output(p)
     p.set_defaults(func=cmd_verify)
 
+    p = command(
+        "repair",
+        "show log damage that needs a person; with --cut, cut the log before it "
+        "(cut bytes kept as .broken files) and record the repair",
+        shown=["--key-file"],
+    )
+    p.add_argument("--cut", action="store_true", help="do the cut (without it nothing is changed)")
+    _add_output(p)
+    p.set_defaults(func=cmd_repair)
+
     p = command("head", "print the current chain head (hex), to keep for a later verify --head")
     _add_output(p)
     p.set_defaults(func=cmd_head)
@@ -589,25 +601,30 @@ def _print_pods(
 # -- commands ---------------------------------------------------------------------------
 
 
-def _read_pod_config(path: str) -> PodSandboxConfig:
+def _read_pod_config(path: str) -> tuple[PodSandboxConfig, list[str]]:
+    """The pod file as crictl runp reads it (Go's encoding/json into the CRI v1
+    types), and the paths of the keys Go would silently ignore."""
+    # A config larger than one log record could never be stored; reading no
+    # more than that keeps ``run /dev/zero`` short.
+    limit = eventlog.DEFAULT_MAX_RECORD_BYTES
     try:
         if path == "-":
-            text = sys.stdin.read()
+            data = sys.stdin.buffer.read(limit + 1)
         else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise InvalidInputError(f"cannot read pod config {path}: {reason}") from None
+    if len(data) > limit:
+        raise InvalidInputError(f"pod config {path}: larger than {limit} bytes")
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(
-            f"pod config {path} is not valid JSON: {exc.msg} "
-            f"at line {exc.lineno} column {exc.colno}"
-        ) from None
+        doc = gojson.loads(data, f"pod config {path}")
+    except InvalidConfigError as exc:
+        raise InvalidInputError(str(exc)) from None
+    ignored: list[str] = []
     try:
-        config = PodSandboxConfig.from_go_json(doc, path="pod config")
+        config = PodSandboxConfig.from_go_json(doc, ignored=ignored)
     except InvalidConfigError as exc:
         raise InvalidInputError(f"pod config {path}: {exc}") from None
     md = config.metadata
@@ -617,7 +634,7 @@ def _read_pod_config(path: str) -> PodSandboxConfig:
             f"pod config {path}: metadata.{', metadata.'.join(missing)} must be set "
             "(the sandbox is named <name>_<namespace>_<uid>_<attempt>)"
         )
-    return config
+    return config, ignored
 
 
 def sandbox_name(config: PodSandboxConfig) -> str:
@@ -633,7 +650,17 @@ def new_sandbox_id() -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _read_pod_config(args.config)
+    config, ignored = _read_pod_config(args.config)
+    # Go (crictl, containerd) drops unknown keys without a word; say which, one
+    # line each (escaped: a key cannot forge a line or drive the terminal),
+    # at most 100 of them.
+    for key in ignored[:100]:
+        shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in key)
+        sys.stderr.write(
+            f"{PROG}: warning: pod config {args.config}: ignored unknown key {shown}\n"
+        )
+    if len(ignored) > 100:
+        sys.stderr.write(f"{PROG}: warning: ... and {len(ignored) - 100} more ignored keys\n")
     sandbox_id = new_sandbox_id()
     sb = Sandbox(Metadata(sandbox_id, sandbox_name(config), config), Status(State.READY))
     with _writer(args, create=True) as store:
@@ -865,6 +892,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         output.emit(_verify_text(res))
     return EXIT_OK if res.ok and res.chain_checked else EXIT_FAILED
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    report = repair_log(_state_dir(args), key=_key(args), cut_log=args.cut, actor=ACTOR)
+    output.emit(output.to_json(report.to_dict()) if args.output == "json" else report.text())
+    # Damage left in place is a corrupt log, as for every other command.
+    return EXIT_CORRUPT if report.damaged else EXIT_OK
 
 
 def current_head(state_dir: str, key: bytes | None = None) -> tuple[int, str]:

@@ -153,6 +153,8 @@ def check_event(projection: Projection, event: dict[str, Any]) -> str | None:
     kind = event["type"]
     sandbox_id = event.get("id")
     try:
+        if kind == ev.LOG_REPAIRED:
+            return None  # a person's cut, recorded: nothing the state machine refuses
         if kind == ev.SANDBOX_ADDED:
             validate_id(sandbox_id)
             md = Metadata.from_event_dict(event["metadata"])

@@ -14,6 +14,8 @@ Every change to the store is one msgpack map (see docs/ARCHITECTURE.md)::
     NetNSRemoveRequested v1  path          intent to remove (also implied by SandboxDeleted)
     NetNSRemoved         v1  path          effect: unmounted and unlinked
     NetNSClosed          v1  path, reason  found gone out of band; never recreated
+    LogRepaired          v1  damage_*, reason, cut_*, bytes_set_aside, broken_files,
+                             snapshots_set_aside   a person cut the log (id "": no sandbox)
 
 The log is history: an event is never rewritten. When a schema changes, its
 version goes up and an *upcaster* turning version n into n+1 is registered
@@ -46,6 +48,7 @@ from sandbox.status import Status
 
 __all__ = [
     "CURRENT",
+    "LOG_REPAIRED",
     "NETNS_ASSIGNED",
     "NETNS_CLOSED",
     "NETNS_CREATED",
@@ -57,6 +60,7 @@ __all__ = [
     "UPCASTERS",
     "Envelope",
     "InvalidEventError",
+    "log_repaired",
     "netns_assigned",
     "netns_closed",
     "netns_created",
@@ -78,6 +82,7 @@ NETNS_CREATED = "NetNSCreated"
 NETNS_REMOVE_REQUESTED = "NetNSRemoveRequested"
 NETNS_REMOVED = "NetNSRemoved"
 NETNS_CLOSED = "NetNSClosed"
+LOG_REPAIRED = "LogRepaired"
 
 #: The schema version this code writes, per event type.
 CURRENT: dict[str, int] = {
@@ -89,6 +94,7 @@ CURRENT: dict[str, int] = {
     NETNS_REMOVE_REQUESTED: 1,
     NETNS_REMOVED: 1,
     NETNS_CLOSED: 1,
+    LOG_REPAIRED: 1,
 }
 
 
@@ -170,6 +176,44 @@ def netns_closed(env: dict[str, Any], sandbox_id: str, path: str, reason: str) -
     event = _netns_event(NETNS_CLOSED, env, sandbox_id, path)
     event["reason"] = reason
     return event
+
+
+def log_repaired(
+    env: dict[str, Any],
+    *,
+    damage_segment: str,
+    damage_offset: int,
+    damage_seq: int | None,
+    reason: str,
+    cut_seq: int,
+    cut_segment: str,
+    cut_offset: int,
+    bytes_set_aside: int,
+    broken_files: list[str],
+    snapshots_set_aside: list[str],
+) -> Event:
+    """A person cut the log after ``cut_seq`` (``sandboxctl repair --cut``).
+
+    Written as the first event after the cut so that the history itself says
+    where it was cut, why, and where the cut bytes went (file names in the
+    state dir: nothing was deleted). It concerns no sandbox, so ``id`` is "".
+    """
+    return {
+        "type": LOG_REPAIRED,
+        "v": CURRENT[LOG_REPAIRED],
+        "id": "",
+        "env": env,
+        "damage_segment": damage_segment,
+        "damage_offset": damage_offset,
+        "damage_seq": damage_seq,
+        "reason": reason,
+        "cut_seq": cut_seq,
+        "cut_segment": cut_segment,
+        "cut_offset": cut_offset,
+        "bytes_set_aside": bytes_set_aside,
+        "broken_files": broken_files,
+        "snapshots_set_aside": snapshots_set_aside,
+    }
 
 
 # -- upcasting -----------------------------------------------------------------

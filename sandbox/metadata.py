@@ -7,27 +7,33 @@ containerd/cri persists ``Metadata`` as::
 The wrapper has no json tags, so Go writes its field names as they are and
 without ``omitempty``: ID, Name, Config and NetNSPath are always present.
 ``to_json`` writes exactly what Go's ``json.Marshal`` writes (compact, keys in
-struct order, ``<``/``>``/``&`` escaped), so a blob written by containerd and
-read here re-encodes to the same bytes (unless it carried fields this class
-does not model - see ``from_json``).
+struct order, ``<``/``>``/``&`` escaped), so a blob written by containerd with
+the CRI v1 types and read here re-encodes to the same bytes (unless it carried
+wrapper fields this class does not model - see ``from_json``).
 
-Decoding is strict about what it needs and lenient about the rest: a
-missing or different ``Version`` is ``UnsupportedVersionError``; bytes that
-are not JSON, or JSON of the wrong shape, are ``InvalidMetadataError`` (never
-a raw ``JSONDecodeError``/``KeyError``/``TypeError``); fields that later
-containerd releases added under the same "v1" (IP, RuntimeHandler, CNIResult,
-ProcessLabel, ...) are ignored. Like Go's decoder, key matching falls back to
-a case-insensitive match and ``null`` reads as the zero value.
+Decoding reads the blob as Go's decoder would, wrapper and Config alike
+(``sandbox.gojson``: exact key, else case-insensitive, at every level; the
+later of two keys for one field wins; ``null`` is the zero value). It is
+strict about what it needs and lenient about the rest: a missing or different
+``Version`` is ``UnsupportedVersionError``; bytes that are not JSON, or JSON
+of the wrong shape, are ``InvalidMetadataError`` (never a raw
+``JSONDecodeError``/``KeyError``/``TypeError``); fields that later containerd
+releases added under the same "v1" (IP, RuntimeHandler, CNIResult,
+ProcessLabel, ...) are ignored. Blobs written by earlier versions of this
+project (and by containerd with the seed's CRI v1alpha1) still load: their
+``namespace_options`` booleans are upcast to v1's modes (docs/PODCONFIG.md),
+after which ``to_json`` writes the v1 shape.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from sandbox.config import InvalidConfigError, PodSandboxConfig, go_json_dumps
+from sandbox import gojson, schema
+from sandbox.config import InvalidConfigError, PodSandboxConfig, builder_for
 from sandbox.errors import InvalidMetadataError, UnsupportedVersionError
 from sandbox.ids import validate_id, validate_name
 
@@ -81,7 +87,7 @@ class Metadata:
 
     def to_json(self) -> bytes:
         """containerd's versioned blob, byte for byte as Go's json.Marshal writes it."""
-        return go_json_dumps(
+        return gojson.go_json_dumps(
             {
                 "Version": METADATA_VERSION,
                 "Metadata": {
@@ -96,21 +102,19 @@ class Metadata:
     @classmethod
     def from_json(cls, data: bytes | bytearray | memoryview | str) -> Metadata:
         """Decode containerd's blob; see the module docstring for what is refused."""
-        if isinstance(data, bytearray | memoryview):
-            data = bytes(data)
-        if not isinstance(data, bytes | str):
+        if not isinstance(data, bytes | bytearray | memoryview | str):
             raise InvalidMetadataError(
                 f"metadata blob: expected bytes or str, got {type(data).__name__}"
             )
         try:
-            doc = json.loads(data, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-            raise InvalidMetadataError(f"metadata blob is not valid JSON: {exc}") from None
-        if not isinstance(doc, dict):
+            doc = gojson.loads(data, "metadata blob")
+        except InvalidConfigError as exc:
+            raise InvalidMetadataError(str(exc)) from None
+        if not isinstance(doc, Mapping):
             raise InvalidMetadataError(
-                f"metadata blob: expected a JSON object, got {type(doc).__name__}"
+                f"metadata blob: expected a JSON object, got {gojson.jtype(doc)}"
             )
-        version = _field(doc, "Version")
+        version = _version(doc)
         if version is None:
             raise UnsupportedVersionError(
                 f"metadata blob has no Version; expected {METADATA_VERSION!r}"
@@ -119,23 +123,16 @@ class Metadata:
             raise UnsupportedVersionError(
                 f"metadata blob has Version {version!r}; expected {METADATA_VERSION!r}"
             )
-        body = _field(doc, "Metadata")
-        if not isinstance(body, dict):
-            raise InvalidMetadataError(
-                f"metadata blob: Metadata must be a JSON object, got {_jtype(body)}"
-            )
-        sandbox_id = _text(body, "ID")
-        name = _text(body, "Name")
-        config_doc = _field(body, "Config")
         try:
-            config = (
-                PodSandboxConfig()
-                if config_doc is None
-                else PodSandboxConfig.from_go_json(config_doc, path="Config")
-            )
+            body = _WRAPPER.decode(_VERSIONED.name, doc).get("Metadata")
         except InvalidConfigError as exc:
-            raise InvalidMetadataError(f"metadata blob of {sandbox_id!r}: {exc}") from None
-        return cls(sandbox_id, name, config, _text(body, "NetNSPath"))
+            raise InvalidMetadataError(f"metadata blob{_id_hint(doc)}: {exc}") from None
+        if body is None:
+            raise InvalidMetadataError(
+                "metadata blob: Metadata must be a JSON object; it is missing or null"
+            )
+        config = body.get("Config") or PodSandboxConfig()
+        return cls(body.get("ID", ""), body.get("Name", ""), config, body.get("NetNSPath", ""))
 
     # -- the event payload form (see docs/ARCHITECTURE.md) ----------------
 
@@ -160,33 +157,47 @@ class Metadata:
             raise InvalidMetadataError(f"metadata: missing field {exc.args[0]!r}") from None
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
+# The wrapper types of containerd/cri's metadata.go, as the codec sees them:
+# plain Go structs without json tags (keys are the Go field names, never
+# omitted); Config is the CRI message.
+_INTERNAL = schema.Message(
+    "metadataInternal",
+    (
+        schema.Field(1, "ID", "string"),
+        schema.Field(2, "Name", "string"),
+        schema.Field(3, "Config", schema.ROOT),
+        schema.Field(4, "NetNSPath", "string"),
+    ),
+    omitempty=False,
+)
+_VERSIONED = schema.Message(
+    "versionedMetadata",
+    (schema.Field(1, "Version", "string"), schema.Field(2, "Metadata", _INTERNAL.name)),
+    omitempty=False,
+)
+_WRAPPER_NAMES = frozenset({_INTERNAL.name, _VERSIONED.name})
 
 
-def _field(doc: dict[str, Any], key: str) -> Any:
-    """Go's decoder: exact key first, then a case-insensitive match."""
-    if key in doc:
-        return doc[key]
-    folded = key.casefold()
-    for k, v in doc.items():
-        if isinstance(k, str) and k.casefold() == folded:
-            return v
-    return None
+def _wrapper_builder(name: str) -> gojson.Builder:
+    return dict if name in _WRAPPER_NAMES else builder_for(name)
 
 
-def _text(doc: dict[str, Any], key: str) -> str:
-    value = _field(doc, key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidMetadataError(f"metadata blob: {key} must be a string, got {_jtype(value)}")
-    return value
+_WRAPPER = gojson.Codec([*schema.MESSAGES.values(), _INTERNAL, _VERSIONED], _wrapper_builder)
 
 
-def _jtype(value: object) -> str:
-    if value is None:
-        return "null"
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(value), "number"
-    )
+def _version(doc: Mapping[str, Any]) -> object:
+    """The blob's Version as Go reads it (any key folding to it; the last non-null
+    wins), of whatever JSON type, so that ``"Version": 2`` is an unsupported
+    version rather than a type error."""
+    found: object = None
+    for key, value in gojson.pairs(doc):
+        if value is not None and isinstance(key, str) and gojson.fold(key) == "version":
+            found = value
+    return found
+
+
+def _id_hint(doc: Mapping[str, Any]) -> str:
+    """`` of 'id'`` when the blob's ID can be seen, for error messages."""
+    body = doc.get("Metadata")
+    sandbox_id = body.get("ID") if isinstance(body, Mapping) else None
+    return f" of {sandbox_id!r}" if isinstance(sandbox_id, str) else ""

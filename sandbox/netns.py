@@ -549,25 +549,31 @@ class NetNS:
 
     @classmethod
     def load(cls, path: StrPath, netns_dir: StrPath = DEFAULT_NETNS_DIR) -> NetNS:
-        """A handle on an existing live namespace; never creates or deletes anything.
+        """A handle on an existing live namespace at any path, as the seed's LoadNetNS.
 
-        Refuses (UnsafePathError) a path outside netns_dir, a symlink or a
-        directory; raises ClosedNetNSError for anything else that is not a
-        live network namespace. containerd's LoadNetNS removed the path it
-        was given on failure; this one only looks.
+        It only looks: nothing is created, unmounted or deleted, whatever is
+        there (containerd's LoadNetNS removed the path on failure). Anything
+        but a live network namespace - a missing path, a plain file, a
+        directory, a symlink (never followed, as ``closed()`` never follows
+        one), an nsfs mount of another namespace type - is ClosedNetNSError.
+        ``netns_dir`` is where the handle's ``remove()`` may act: a namespace
+        loaded from elsewhere can be used, and ``remove()`` refuses it
+        (UnsafePathError), touching nothing.
         """
-        resolved = check_in_dir(path, netns_dir)
-        entry = probe(resolved)
         shown = os.fspath(path)
-        if entry.kind in ("symlink", "dir"):
-            raise UnsafePathError(
-                f"{shown}: is {entry.describe()}; expected a network namespace file inside "
-                f"{os.fspath(netns_dir)}"
-            )
+        try:
+            entry = probe(path)
+        except PermissionError:
+            raise  # cannot look: not the same as "not a namespace"
+        except (OSError, ValueError) as e:  # a name too long, a loop, a NUL byte
+            raise ClosedNetNSError(
+                f"{shown!r}: not a live network namespace (cannot be looked up: {e}); "
+                f"expected an nsfs mount of a network namespace"
+            ) from None
         if entry.kind != "netns":
             raise ClosedNetNSError(
-                f"{shown}: not a live network namespace (it holds {entry.describe()}); expected "
-                f"an nsfs mount of a network namespace"
+                f"{shown}: not a live network namespace (it holds {entry.describe()}); "
+                f"expected an nsfs mount of a network namespace"
             )
         return cls(path, netns_dir)
 

@@ -76,6 +76,10 @@ class _Entry:
         self.sandbox: Sandbox | None = None  # built on first read after a change
 
 
+def _no_op(seq: int, event: dict[str, Any]) -> None:
+    """Events that record something about the log, not the sandboxes, fold to nothing."""
+
+
 def _bad(seq: int, event: dict[str, Any], what: str) -> InvalidEventError:
     return InvalidEventError(f"event seq {seq} ({event.get('type')!r}): {what}")
 
@@ -102,6 +106,8 @@ class Projection:
             ),
             ev.NETNS_REMOVED: (ev.CURRENT[ev.NETNS_REMOVED], self._removed),
             ev.NETNS_CLOSED: (ev.CURRENT[ev.NETNS_CLOSED], self._closed),
+            # A repair record changes no sandbox: the cut was made to the bytes.
+            ev.LOG_REPAIRED: (ev.CURRENT[ev.LOG_REPAIRED], _no_op),
         }
 
     # -- the fold ----------------------------------------------------------

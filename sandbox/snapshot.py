@@ -289,7 +289,11 @@ def decode_info(data: bytes, netns_dir: str = DEFAULT_NETNS_DIR) -> SnapshotInfo
     try:
         body = msgpack.unpackb(data[pos:end], raw=False, strict_map_key=True)
         projection = Projection.from_snapshot(body, netns_dir)
-    except Exception as exc:  # msgpack's and from_snapshot's errors alike
+        # The content must validate as events do (DESIGN.md): every sandbox must
+        # build - id, name, config, status, netns - or the store would fail on its
+        # first read. The built values are cached, so a good snapshot pays nothing extra.
+        projection.sandboxes()
+    except Exception as exc:  # msgpack's, from_snapshot's and the validators' errors alike
         raise SnapshotError(f"unreadable body: {exc}") from None
     if projection.last_seq != seq:
         raise SnapshotError(f"body is at seq {projection.last_seq}, header says {seq}")

@@ -24,6 +24,12 @@ import support  # noqa: E402  (after register_assert_rewrite, so its asserts exp
 from replay.fleet.natsserver import LocalNatsServer, find_nats_server  # noqa: E402
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: takes more than ~10 s (deselect with -m 'not slow' for a quick run)"
+    )
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     """Where the log goes; not created (Store.open creates it, readers must not)."""

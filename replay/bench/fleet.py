@@ -1,9 +1,10 @@
 """Benchmarks of the fleet shipper and readers against raw JetStream, same run, same server.
 
-Run: ``python -m replay.bench.fleet [--quick]`` (needs ``nats-server``; see
-scripts/ensure-nats-server). It starts its own ``nats-server -js`` on
-127.0.0.1 on a free port with a temporary store, writes an event log of
-~180-byte StatusUpdated-shaped payloads, and measures:
+Run: ``python -m replay.bench.fleet [--quick]`` (needs ``nats-server``: the
+venv's own from the ``fleet`` extra, found by
+``replay.fleet.natsserver.find_nats_server`` as the tests find it). It starts
+its own ``nats-server -js`` on 127.0.0.1 on a free port with a temporary
+store, writes an event log of ~180-byte StatusUpdated-shaped payloads, and measures:
 
 ===============================  ==========================================  ======
 figure                           reference                                   target
@@ -19,10 +20,14 @@ verify over the stream           raw pull-consumer fetch of the same         >= 
 Why these references: the shipper's job is to turn a log into JetStream
 publishes without losing order or bounding memory; the raw publish loop is
 what the same client does with nothing to read, encode or check, so the
-ratio is the cost of the shipping itself. Reading back likewise is compared
-with fetching the same messages and doing nothing with them. Both sides talk
-to the same local server in the same run; absolute numbers depend on the
-machine, only ratios are meant to be compared.
+ratio is the cost of the shipping itself - including making every record
+durable before it is published: the log is written with durability "none",
+so nothing in it is proven durable and the shipper fdatasyncs each group of
+``WINDOW`` records it reads (``replay.fleet.durable``; the row's ``syncs``).
+Reading back likewise is compared with fetching the same messages and doing
+nothing with them. Both sides talk to the same local server in the same
+run; absolute numbers depend on the machine, only ratios are meant to be
+compared.
 
 Each ``bench_*`` function returns rows (dicts with ``name``, ``value``,
 ``unit``, ``reference_name``, ``reference_value``, ``ratio``, ``target``),
@@ -48,9 +53,10 @@ from nats.js import api
 
 from eventlog import EventLog
 from replay.bench.log import sample_payload
+from replay.fleet.feeder import shipped_from_log
 from replay.fleet.message import encode
-from replay.fleet.natsserver import LocalNatsServer, NatsServerError, find_nats_server
-from replay.fleet.ship import ShipConfig, ship_async, shipped_from_log
+from replay.fleet.natsserver import LocalNatsServer, NatsServerError, require_nats_server
+from replay.fleet.ship import ShipConfig, ship_async
 from replay.fleet.source import fleet_records
 from replay.fleet.verify import fleet_verify
 
@@ -198,6 +204,7 @@ def bench_ship(url: str, scratch: Path, count: int, rounds: int = 3) -> list[Row
         0.5,
     )
     row["message_bytes"] = len(body)
+    row["syncs"] = stats.syncs
     return [row]
 
 
@@ -238,11 +245,10 @@ def bench_read(url: str, count: int, rounds: int = 3) -> list[Row]:
 
 def run_all(*, quick: bool = False, parent: str | None = None) -> list[Row]:
     """Every benchmark of this module on a private local server; ``quick`` shrinks counts."""
-    if find_nats_server() is None:
-        raise NatsServerError("nats-server is not installed (run scripts/ensure-nats-server)")
+    binary = require_nats_server()  # before any scratch dir: a missing binary says how to fix it
     count = 5_000 if quick else 50_000
     scratch = Path(tempfile.mkdtemp(prefix="fleet-bench-", dir=parent))
-    server = LocalNatsServer(store_dir=scratch / "nats-store")
+    server = LocalNatsServer(store_dir=scratch / "nats-store", binary=binary)
     try:
         server.start()
         asyncio.run(_create_stream(server.url))

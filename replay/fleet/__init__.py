@@ -9,6 +9,10 @@ including nodes that are gone.
 Modules:
 
     message.py     a record <-> one JetStream message (what travels, and why)
+    config.py      the shipper's config, summary counters and exit codes
+    durable.py     the rule: publish only what is durable (proof or own fdatasync)
+    feeder.py      the log read (raw records), made durable, handed to the shipper
+    resume.py      on each connect: where the stream stands, and that it is this log's
     ship.py        the shipper (``sandboxctl ship``; ``python -m replay.fleet.ship``)
     source.py      reading a node's (or the fleet's) records back, synchronously
     chain.py       re-verifying the hash chain from the shipped bytes alone

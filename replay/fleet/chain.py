@@ -2,9 +2,13 @@
 
 Why: the point of shipping is that the fleet's copy can be audited when the
 node is gone or not trusted. Each message carries seq, time_ns, batch_left,
-the payload's exact bytes and the digests, so the chain digest of FORMAT.md
-(blake2b-256 over prev digest + the 24 signed header bytes + payload, keyed
-for keyed logs) is recomputed here from seq 1 with eventlog's own function.
+durable_seq, the record's format version, the payload's exact bytes and the
+digests, so the chain digest of FORMAT.md (blake2b-256 over prev digest +
+the record's signed header bytes + payload, keyed for keyed logs) is
+recomputed here from seq 1 with eventlog's own functions: the signed header
+comes from ``eventlog.signed_header`` for the record's own format version
+(32 bytes in version 2, with durable_seq; 24 in version 1), so a log that was
+upgraded from version 1 verifies across the change.
 
 What is checked, in stream order, for one node:
 
@@ -16,6 +20,7 @@ What is checked, in stream order, for one node:
   in with a recomputed digest all break it;
 * a batch (``batch_left`` counting down to 0) is never left incomplete or
   interleaved;
+* the format version never goes back (a log is upgraded, never downgraded);
 * optionally, that a head digest an auditor pinned earlier is in the chain.
 
 After a problem the check re-synchronises on the record's claimed digest so
@@ -28,12 +33,8 @@ from collections.abc import Iterable
 
 import attrs
 
-from eventlog.format import (
-    RECORD_HEADER,
-    RECORD_HEADER_SIGNED,
-    ZERO_DIGEST,
-    chain_digest,
-)
+from eventlog import signed_header
+from eventlog.format import ZERO_DIGEST, chain_digest
 from replay.fleet.message import MessageFormatError, ShippedRecord, decode
 
 #: Problems listed in a report before the rest are only counted.
@@ -50,6 +51,7 @@ BATCH = "batch"
 KEY_REQUIRED = "key-required"
 HEAD = "head"
 EMPTY = "empty"
+VERSION = "version"
 
 
 @attrs.frozen(slots=True)
@@ -106,14 +108,16 @@ class NodeVerifyReport:
         }
 
 
-def signed_header(payload_len: int, seq: int, time_ns: int, batch_left: int) -> bytes:
-    """The 24 header bytes the chain digest covers (FORMAT.md)."""
-    return RECORD_HEADER.pack(payload_len, seq, time_ns, batch_left, 0)[:RECORD_HEADER_SIGNED]
-
-
 def record_digest(prev: bytes, rec: ShippedRecord, key: bytes | None = None) -> bytes:
     """The chain digest ``rec`` must have if the record before it has digest ``prev``."""
-    header = signed_header(len(rec.payload_bytes), rec.seq, rec.time_ns, rec.batch_left)
+    header = signed_header(
+        len(rec.payload_bytes),
+        rec.seq,
+        rec.time_ns,
+        rec.batch_left,
+        rec.durable_seq,
+        version=rec.version,
+    )
     return chain_digest(prev, header, rec.payload_bytes, key or b"")
 
 
@@ -138,6 +142,7 @@ class ChainChecker:
         self.expected = 1
         self.prev = ZERO_DIGEST
         self.batch_left: int | None = None
+        self.version = 0
         self.records = 0
         self.messages = 0
         self.first_seq: int | None = None
@@ -200,6 +205,15 @@ class ChainChecker:
             self.prev = rec.prev_digest
         else:
             self._check_batch(rec, sseq)
+        if rec.version < self.version:
+            self._problem(
+                VERSION,
+                rec.seq,
+                sseq,
+                f"format version {rec.version} after version {self.version}: "
+                "a log is never downgraded",
+            )
+        self.version = rec.version
         self._check_digest(rec, sseq)
         self.expected = rec.seq + 1
         self.prev = rec.digest

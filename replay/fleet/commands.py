@@ -251,12 +251,19 @@ def _fail(exc: BaseException, code: int) -> int:
 
 
 def _log_to_stderr() -> None:
+    """Progress and warnings of the shipper, one line each on stderr.
+
+    ``propagate`` is off: ``sandboxctl`` gives the root logger a handler for
+    library warnings, and a record reaching both would print every
+    connection failure twice.
+    """
     logger = logging.getLogger("replay.fleet")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("sandboxctl ship: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 # -- the read side ---------------------------------------------------------------

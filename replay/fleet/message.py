@@ -2,18 +2,24 @@
 
 Why the message carries what it carries: the far side must be able to
 re-verify the node's hash chain without the node's files. The chain digest of
-a record is computed over the previous digest, the record's 24 header bytes
-(payload length, seq, time_ns, batch_left) and the payload's exact bytes (see
-FORMAT.md), so all of those travel: ``seq``, ``time_ns``, ``batch_left``, the
+a record is computed over the previous digest, the record's signed header
+bytes and the payload's exact bytes (see FORMAT.md). The signed header
+depends on the record's format version: version 2 signs payload length, seq,
+time_ns, batch_left and durable_seq (32 bytes), version 1 the same without
+durable_seq (24 bytes). So all of those travel: ``seq``, ``time_ns``,
+``batch_left``, ``durable_seq``, the record's format version ``format``, the
 raw msgpack ``payload`` bytes as the writer wrote them (never re-packed: a
-re-encoding could differ by a byte and break the digest), the ``prev`` digest
-and the record's own ``digest``. ``node`` travels in the body as well as in
-the subject so a message copied onto another node's subject is caught.
+re-encoding could differ by a byte and break the digest), the ``prev``
+digest and the record's own ``digest``. ``node`` travels in the body as well
+as in the subject so a message copied onto another node's subject is caught.
 
-The body is a msgpack map with short fixed keys and a format version ``v``;
-an unknown newer version is a clear error, never a guess. The JetStream
-message id is ``<node>:<seq>`` so the server's duplicate window turns a
-re-send into a no-op.
+The body is a msgpack map with short fixed keys and a message version ``v``
+(2 today). Version 1 messages - written before the log had format version 2
+- lack ``durable_seq`` and ``format``; they are read as what they are:
+version 1 records, durable_seq 0. An unknown newer message version, or a
+record format this code cannot recompute, is a clear error, never a guess.
+The JetStream message id is ``<node>:<seq>`` so the server's duplicate
+window turns a re-send into a no-op.
 """
 
 from __future__ import annotations
@@ -24,8 +30,12 @@ from typing import Any
 import attrs
 import msgpack
 
-#: Version of the message body layout below.
-MESSAGE_VERSION = 1
+from eventlog.format import FORMAT_VERSION, READ_VERSIONS
+
+#: Version of the message body layout below (1: before ``durable_seq`` and ``format``).
+MESSAGE_VERSION = 2
+#: Message versions ``decode`` reads.
+MESSAGE_VERSIONS = (1, 2)
 
 #: Default JetStream stream name; subjects are ``<stream>.<node>``.
 DEFAULT_STREAM = "SANDBOXLOG"
@@ -101,7 +111,9 @@ class ShippedRecord:
     (``seq``, ``time_ns``, ``payload``, ``digest``, ``segment``, ``offset``)
     so view, audit and history code written for local records works on it;
     ``segment`` names the stream subject and ``offset`` is the JetStream
-    stream sequence (0 before it is stored).
+    stream sequence (0 before it is stored). ``durable_seq`` and ``version``
+    (the record's format version, as ``eventlog.RawRecord`` has them) are
+    part of what its digest covers.
     """
 
     node: str
@@ -111,6 +123,8 @@ class ShippedRecord:
     payload_bytes: bytes
     prev_digest: bytes
     digest: bytes
+    durable_seq: int = 0
+    version: int = FORMAT_VERSION
     keyed: bool = False
     stream_seq: int = 0
     subject: str = ""
@@ -169,6 +183,8 @@ def encode(rec: ShippedRecord) -> tuple[bytes, dict[str, str]]:
             "seq": rec.seq,
             "time_ns": rec.time_ns,
             "batch_left": rec.batch_left,
+            "durable_seq": rec.durable_seq,
+            "format": rec.version,
             "prev": rec.prev_digest,
             "digest": rec.digest,
             "payload": rec.payload_bytes,
@@ -213,9 +229,10 @@ def decode(data: bytes, *, subject: str = "", stream_seq: int = 0) -> ShippedRec
     if not isinstance(body, dict):
         raise MessageFormatError("message body is not a map")
     version = _field(body, "v", int)
-    if version != MESSAGE_VERSION:
+    if version not in MESSAGE_VERSIONS:
         raise MessageFormatError(
-            f"message format version {version} is not supported (this tool reads {MESSAGE_VERSION})"
+            f"message format version {version} is not supported (this tool reads "
+            f"{MESSAGE_VERSIONS[0]}-{MESSAGE_VERSIONS[-1]})"
         )
     node = _field(body, "node", str)
     seq = _field(body, "seq", int)
@@ -225,12 +242,27 @@ def decode(data: bytes, *, subject: str = "", stream_seq: int = 0) -> ShippedRec
     digest = _field(body, "digest", bytes)
     payload = _field(body, "payload", bytes)
     keyed = _field(body, "keyed", bool)
+    if version == 1:
+        durable_seq, record_version = 0, 1  # shipped before the log had format 2
+    else:
+        durable_seq = _field(body, "durable_seq", int)
+        record_version = _field(body, "format", int)
+    if record_version not in READ_VERSIONS:
+        raise MessageFormatError(
+            f"record format version {record_version} is unknown (this tool reads "
+            f"{READ_VERSIONS[0]}-{READ_VERSIONS[-1]}): its digest cannot be recomputed"
+        )
     if seq < 1 or seq >= 1 << 64:
         raise MessageFormatError(f"seq {seq} out of range")
     if not 0 <= time_ns < 1 << 64:
         raise MessageFormatError(f"time_ns {time_ns} out of range")
     if not 0 <= batch_left < 1 << 32:
         raise MessageFormatError(f"batch_left {batch_left} out of range")
+    if not 0 <= durable_seq < seq or (record_version == 1 and durable_seq):
+        # FORMAT.md: a record proves only records before it; version 1 proves nothing.
+        raise MessageFormatError(
+            f"durable_seq {durable_seq} impossible for seq {seq} (format {record_version})"
+        )
     if len(prev) != DIGEST_SIZE or len(digest) != DIGEST_SIZE:
         raise MessageFormatError("digests must be 32 bytes")
     rec = ShippedRecord(
@@ -241,6 +273,8 @@ def decode(data: bytes, *, subject: str = "", stream_seq: int = 0) -> ShippedRec
         payload_bytes=payload,
         prev_digest=prev,
         digest=digest,
+        durable_seq=durable_seq,
+        version=record_version,
         keyed=keyed,
         stream_seq=stream_seq,
         subject=subject,

@@ -162,6 +162,29 @@ def test_fleet_errors_are_one_line_and_a_documented_code(
     assert cp.returncode == cli.EXIT_UNREACHABLE, cp.stderr
 
 
+def test_ship_prints_a_connection_failure_once(fleet: dict[str, Path]) -> None:
+    """Not quiet: the outage's warning is one line (not also the CLI's warning), then the error."""
+    unreachable = f"nats://127.0.0.1:{free_port()}"
+    cp = sandboxctl(
+        "--state-dir",
+        str(fleet["n1"]),
+        "ship",
+        "--nats",
+        unreachable,
+        "--node",
+        "n1",
+        "--give-up-after",
+        "0.5",
+        "--backoff-max",
+        "0.1",
+    )
+    assert cp.returncode == cli.EXIT_UNREACHABLE, cp.stderr
+    lines = [line for line in cp.stderr.splitlines() if "cannot reach NATS" in line]
+    assert len(lines) == 2, cp.stderr
+    assert lines[0].startswith("sandboxctl ship: ship SANDBOXLOG.n1: "), cp.stderr
+    assert lines[1].startswith("sandboxctl: error: ship: NATS at "), cp.stderr
+
+
 def test_replay_load_reads_a_nats_source(
     nats_server: LocalNatsServer, fleet: dict[str, Path]
 ) -> None:

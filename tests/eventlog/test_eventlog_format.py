@@ -79,9 +79,10 @@ def test_version_1_example_still_reads(tmp_path: Path) -> None:
     data = b"".join(
         bytes(int(h, 16) for h in line.split()[1:]) for line in block.group(1).splitlines()
     )
-    v1 = encode_segment_header(1, ZERO_DIGEST, keyed=False, version=1) + encode_record(
-        ZERO_DIGEST, 1, T0, 0, msgpack.packb({"a": 1}), b"", version=1
-    )[0]
+    v1 = (
+        encode_segment_header(1, ZERO_DIGEST, keyed=False, version=1)
+        + encode_record(ZERO_DIGEST, 1, T0, 0, msgpack.packb({"a": 1}), b"", version=1)[0]
+    )
     assert data == v1
     (tmp_path / "00000000000000000001.log").write_bytes(data)
     assert [(r.seq, r.payload) for r in read(tmp_path)] == [(1, {"a": 1})]

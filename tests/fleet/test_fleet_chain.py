@@ -11,8 +11,16 @@ from pathlib import Path
 
 import attrs
 import msgpack
-from fleet_support import write_log
+from fleet_support import payload, write_log
 
+from eventlog import EventLog
+from eventlog.format import (
+    ZERO_DIGEST,
+    encode_record,
+    encode_segment_header,
+    pack_payload,
+    segment_name,
+)
 from replay.fleet.chain import (
     BATCH,
     CHAIN,
@@ -23,13 +31,14 @@ from replay.fleet.chain import (
     HEAD,
     KEY_REQUIRED,
     MALFORMED,
+    VERSION,
     WRONG_NODE,
     ChainChecker,
     record_digest,
     verify_records,
 )
-from replay.fleet.message import ShippedRecord, encode
-from replay.fleet.ship import shipped_from_log
+from replay.fleet.feeder import shipped_from_log
+from replay.fleet.message import ShippedRecord, decode, encode
 
 
 def _records(tmp_path: Path, n: int = 30, **kw: object) -> list[ShippedRecord]:
@@ -138,3 +147,55 @@ def test_a_pinned_head_must_be_in_the_chain(tmp_path: Path) -> None:
     recs = _records(tmp_path)
     assert verify_records("n1", recs, head=recs[9].digest).ok
     assert _kinds(verify_records("n1", recs[:9], head=recs[9].digest)) == [(HEAD, None)]
+
+
+def test_the_digest_covers_durable_seq(tmp_path: Path) -> None:
+    """A v2 record's durable_seq is signed: claiming another proof breaks the digest."""
+    recs = _records(tmp_path)
+    assert recs[4].durable_seq == 0  # write_log uses durability "none": nothing proven
+    recs[4] = attrs.evolve(recs[4], durable_seq=2)
+    assert _kinds(verify_records("n1", recs)) == [(DIGEST, 5)]
+
+
+def _write_v1_log(directory: Path, count: int) -> None:
+    """A version 1 log as the code of format 1 wrote it: 28-byte headers, no durable_seq."""
+    directory.mkdir()
+    blob = encode_segment_header(1, ZERO_DIGEST, keyed=False, version=1)
+    prev = ZERO_DIGEST
+    for i in range(count):
+        body = pack_payload(payload(i, "old"))
+        record, prev = encode_record(prev, i + 1, 1_000 + i, 0, body, b"", version=1)
+        blob += record
+    (directory / segment_name(1)).write_bytes(blob)
+
+
+def test_a_log_upgraded_from_version_1_verifies_across_the_change(tmp_path: Path) -> None:
+    """Each record is recomputed with its own format's signed header, across the upgrade."""
+    d = tmp_path / "log"
+    _write_v1_log(d, 8)
+    with EventLog.open(d, durability="always") as log:  # continues in a v2 segment
+        for i in range(8, 16):
+            log.append(payload(i, "old"))
+    recs = list(shipped_from_log(d, "n1"))
+    assert [r.version for r in recs] == [1] * 8 + [2] * 8
+    assert {r.durable_seq for r in recs[:8]} == {0}
+    assert recs[-1].durable_seq == 15  # each "always" append proves the one before
+    for r in recs:  # what travels is enough: the decoded message recomputes the same digest
+        body, _ = encode(r)
+        back = decode(body)
+        assert (back.version, back.durable_seq) == (r.version, r.durable_seq)
+        assert record_digest(r.prev_digest, back) == r.digest
+    report = verify_records("n1", recs)
+    assert report.ok, report.problems
+    assert report.head == recs[-1].digest
+
+    # A v2 record passed off as version 1 (or the reverse) no longer matches its digest,
+    # and a version going back is named as such.
+    back_to_v1 = attrs.evolve(recs[9], version=1, durable_seq=0)
+    kinds = _kinds(verify_records("n1", [*recs[:9], back_to_v1, *recs[10:]]))
+    assert kinds == [(VERSION, 10), (DIGEST, 10)]
+    as_v2 = attrs.evolve(recs[3], version=2)
+    assert _kinds(verify_records("n1", [*recs[:3], as_v2, *recs[4:]])) == [
+        (DIGEST, 4),
+        (VERSION, 5),
+    ]

@@ -9,7 +9,10 @@ import msgpack
 import pytest
 from fleet_support import payload, write_log
 
+import eventlog
+from replay.fleet.feeder import shipped_from_log
 from replay.fleet.message import (
+    MESSAGE_VERSION,
     MSG_ID_HEADER,
     MessageFormatError,
     ShippedRecord,
@@ -21,7 +24,6 @@ from replay.fleet.message import (
     node_of_subject,
     subject_for,
 )
-from replay.fleet.ship import shipped_from_log
 
 
 def _rec(**kw: object) -> ShippedRecord:
@@ -33,6 +35,8 @@ def _rec(**kw: object) -> ShippedRecord:
         "payload_bytes": msgpack.packb({"type": "X", "v": 1}, use_bin_type=True),
         "prev_digest": b"\x01" * 32,
         "digest": b"\x02" * 32,
+        "durable_seq": 5,
+        "version": 2,
     }
     base.update(kw)
     return ShippedRecord(**base)  # type: ignore[arg-type]
@@ -55,6 +59,45 @@ def attrs_evolve(rec: ShippedRecord, **kw: object) -> ShippedRecord:
     return attrs.evolve(rec, **kw)  # type: ignore[arg-type]
 
 
+def test_the_body_carries_the_v2_record_fields() -> None:
+    body, _ = encode(_rec())
+    fields = msgpack.unpackb(body, raw=False)
+    assert fields["v"] == MESSAGE_VERSION == 2
+    assert (fields["durable_seq"], fields["format"]) == (5, 2)
+    assert set(fields) == {
+        "v",
+        "node",
+        "seq",
+        "time_ns",
+        "batch_left",
+        "durable_seq",
+        "format",
+        "prev",
+        "digest",
+        "payload",
+        "keyed",
+    }
+
+
+def test_a_message_of_the_previous_shape_is_a_version_1_record() -> None:
+    """Streams shipped before format 2 stay readable: no durable_seq, no format key."""
+    rec = _rec()
+    old = {
+        "v": 1,
+        "node": rec.node,
+        "seq": rec.seq,
+        "time_ns": rec.time_ns,
+        "batch_left": rec.batch_left,
+        "prev": rec.prev_digest,
+        "digest": rec.digest,
+        "payload": rec.payload_bytes,
+        "keyed": False,
+    }
+    back = decode(msgpack.packb(old, use_bin_type=True))
+    assert (back.version, back.durable_seq) == (1, 0)
+    assert (back.seq, back.payload_bytes, back.digest) == (rec.seq, rec.payload_bytes, rec.digest)
+
+
 def test_records_from_a_real_log_carry_raw_bytes_and_chain(tmp_path: Path) -> None:
     write_log(tmp_path, 20, batch_every=5)
     recs = list(shipped_from_log(tmp_path, "n1"))
@@ -66,6 +109,17 @@ def test_records_from_a_real_log_carry_raw_bytes_and_chain(tmp_path: Path) -> No
     # batches of three count down to 0
     assert [r.batch_left for r in recs[:3]] == [2, 1, 0]
     assert not recs[0].keyed
+    # exactly the scanner's fields: payload bytes, durable_seq, format version
+    raws = list(eventlog.read(tmp_path, raw=True))
+    for rec, raw in zip(recs, raws, strict=True):
+        assert isinstance(raw, eventlog.RawRecord)
+        assert (rec.payload_bytes, rec.durable_seq, rec.version, rec.digest) == (
+            raw.payload_bytes,
+            raw.durable_seq,
+            raw.version,
+            raw.digest,
+        )
+    assert {r.version for r in recs} == {2}
 
 
 @pytest.mark.parametrize(
@@ -74,7 +128,7 @@ def test_records_from_a_real_log_carry_raw_bytes_and_chain(tmp_path: Path) -> No
         b"",
         b"\xc1",
         msgpack.packb([1, 2, 3]),
-        msgpack.packb({"v": 2}),
+        msgpack.packb({"v": 3}),
         msgpack.packb({"v": 1, "node": "n"}),
     ],
 )
@@ -97,10 +151,19 @@ def test_field_types_and_ranges_are_checked() -> None:
         ("payload", b"\xc1"),
         ("payload", msgpack.packb([1])),
         ("keyed", 1),
+        ("durable_seq", -1),
+        ("durable_seq", 7),  # not below its own seq: a record proves only earlier ones
+        ("durable_seq", None),
+        ("format", 3),  # a record format whose digest this code cannot recompute
+        ("format", None),
     ]:
         broken = dict(fields, **{key: bad})
         with pytest.raises(MessageFormatError):
             decode(msgpack.packb(broken, use_bin_type=True))
+    # a version 1 record proves nothing: durable_seq must be 0
+    with pytest.raises(MessageFormatError, match="durable_seq"):
+        decode(msgpack.packb(dict(fields, format=1), use_bin_type=True))
+    assert decode(msgpack.packb(dict(fields, format=1, durable_seq=0), use_bin_type=True))
 
 
 def test_node_and_stream_must_be_single_subject_tokens() -> None:

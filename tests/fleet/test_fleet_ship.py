@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -203,6 +204,29 @@ def test_sigterm_stops_cleanly_with_a_summary(nats_server: LocalNatsServer, tmp_
     assert (summary["acked"], summary["last_acked_seq"], summary["node"]) == (50, 50, "n")
 
 
+class StderrLines:
+    """A process's stderr, read line by line in a thread, so a test can wait for a line."""
+
+    def __init__(self, p: subprocess.Popen[bytes]) -> None:
+        assert p.stderr is not None
+        self._stream = p.stderr
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self.lines.append(line.decode(errors="replace"))
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def join(self) -> str:
+        """Everything, once the process has closed its stderr."""
+        self._thread.join(timeout=30)
+        return self.text()
+
+
 def test_a_shipper_waits_for_a_log_and_for_a_server(
     nats_server: LocalNatsServer, tmp_path: Path
 ) -> None:
@@ -211,17 +235,24 @@ def test_a_shipper_waits_for_a_log_and_for_a_server(
     d = tmp_path / "n"
     d.mkdir()
     p = start_shipper(d, nats_server.url, "n")
+    err = StderrLines(p)
     try:
-        time.sleep(0.5)
-        assert p.poll() is None
+        # It has tried, failed and said so - and is still running, retrying.
+        wait_for(lambda: "cannot reach NATS" in err.text(), 60, "the first connection failure")
+        assert p.poll() is None, err.text()
         write_log(d, 10)
         nats_server.start()
         wait_for(lambda: stream_last_seq(nats_server.url, STREAM, "n") == 10, 30, "shipping")
     finally:
         p.send_signal(signal.SIGTERM)
-        _out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err.decode()
-    assert "cannot reach NATS" in err.decode()
+        p.wait(timeout=30)
+        assert p.stdout is not None
+        p.stdout.close()
+    text = err.join()
+    assert p.returncode == 0, text
+    # One outage, one warning (later failures of it are debug lines), never a copy.
+    failures = [line for line in text.splitlines() if "cannot reach NATS" in line]
+    assert len(failures) == 1, text
 
 
 def _publish(url: str, subject: str, body: bytes, msg_id: str) -> None:
@@ -320,7 +351,8 @@ def test_a_hole_behind_the_acks_stops_the_shipper(
 ) -> None:
     """A later record stored after an earlier one failed cannot be mended by appending."""
     from replay.fleet.errors import ShipFatalError
-    from replay.fleet.ship import Shipper, shipped_from_log
+    from replay.fleet.feeder import shipped_from_log
+    from replay.fleet.ship import Shipper
 
     url = nats_server.url
     d = tmp_path / "n"

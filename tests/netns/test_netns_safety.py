@@ -1,8 +1,10 @@
 """What NetNS refuses to touch. Each refusal must leave the target exactly as it was.
 
-containerd's LoadNetNS removed whatever path it was handed; here load never
-deletes, and remove only unmounts nsfs mounts and unlinks empty placeholders
-that sit directly inside the handle's netns_dir.
+containerd's LoadNetNS removed whatever path it was handed; here load takes
+any path, as the seed's LoadNetNS does, but only looks (ClosedNetNSError for
+anything that is not a live network namespace), and remove only unmounts
+nsfs mounts and unlinks empty placeholders that sit directly inside the
+handle's netns_dir - also for a handle loaded from somewhere else.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from sandbox.errors import ClosedNetNSError, UnsafePathError
-from sandbox.netns import NetNS, check_in_dir, is_live_netns, probe, remove_at, scan
+from sandbox.netns import (
+    DEFAULT_NETNS_DIR,
+    NetNS,
+    check_in_dir,
+    is_live_netns,
+    probe,
+    remove_at,
+    scan,
+)
 
 if TYPE_CHECKING:
     from conftest import Helpers, NetnsDirs
@@ -55,7 +65,7 @@ def test_remove_and_load_refuse_a_file_outside_netns_dir(netns_dir: Path, outsid
     victim.touch()
     before = fingerprint(victim)
     refuse_remove(victim, netns_dir, UnsafePathError)
-    with pytest.raises(UnsafePathError, match="outside the netns directory"):
+    with pytest.raises(ClosedNetNSError, match="empty placeholder"):
         NetNS.load(victim, netns_dir)
     assert fingerprint(victim) == before
 
@@ -64,7 +74,7 @@ def test_remove_and_load_refuse_a_file_outside_netns_dir(netns_dir: Path, outsid
 def test_system_paths_are_refused(netns_dir: Path, target: str) -> None:
     before = os.lstat(target)
     refuse_remove(target, netns_dir, UnsafePathError)
-    with pytest.raises(UnsafePathError):
+    with pytest.raises(ClosedNetNSError):  # /proc/self/ns/net is a symlink: not followed
         NetNS.load(target, netns_dir)
     after = os.lstat(target)
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -83,7 +93,7 @@ def test_dotdot_and_odd_names_are_refused(netns_dir: Path, outside: Path) -> Non
         "",
     ):
         refuse_remove(p, netns_dir, UnsafePathError)
-        with pytest.raises(UnsafePathError):
+        with pytest.raises(ClosedNetNSError):
             NetNS.load(p, netns_dir)
     assert fingerprint(victim) == before
     assert netns_dir.is_dir()
@@ -112,7 +122,7 @@ def test_symlink_inside_netns_dir_pointing_out_is_refused(netns_dir: Path, outsi
     link.symlink_to(target)
     before = fingerprint(link), fingerprint(target)
     refuse_remove(link, netns_dir, UnsafePathError)
-    with pytest.raises(UnsafePathError, match="symlink"):
+    with pytest.raises(ClosedNetNSError, match="symlink"):
         NetNS.load(link, netns_dir)
     assert (fingerprint(link), fingerprint(target)) == before
 
@@ -128,7 +138,7 @@ def test_symlink_to_a_live_namespace_is_not_followed(netns_dirs: NetnsDirs, kx: 
             assert probe(link).kind == "symlink"
             assert NetNS(link, d).closed()
             refuse_remove(link, d, UnsafePathError)
-            with pytest.raises(UnsafePathError):
+            with pytest.raises(ClosedNetNSError, match="symlink"):
                 NetNS.load(link, d)
             assert os.readlink(link) == target
             link.unlink()
@@ -143,11 +153,70 @@ def test_live_namespace_outside_the_handles_dir_is_refused(netns_dirs: NetnsDirs
     other = NetNS.new(theirs)
     try:
         refuse_remove(other.path, mine, UnsafePathError)
-        with pytest.raises(UnsafePathError):
-            NetNS.load(other.path, mine)
+        # Loading it is fine (any path, as LoadNetNS); removing through that
+        # handle is not: the namespace is not inside the handle's netns_dir.
+        loaded = NetNS.load(other.path, mine)
+        assert loaded.get_path() == other.path and not loaded.closed()
+        with pytest.raises(UnsafePathError, match="outside the netns directory"):
+            loaded.remove()
         assert not other.closed()
     finally:
         other.remove()
+
+
+@pytest.fixture
+def foreign_netns(outside: Path) -> Iterator[Path]:
+    """A live network namespace (this process's own) bind-mounted on an empty file
+    outside every netns_dir - what another tool (CNI, a test rig) may hand over."""
+    point = outside / "their-netns"
+    point.touch()
+    subprocess.run(["mount", "--bind", "/proc/self/ns/net", point], check=True)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", point], check=False)
+
+
+def test_load_takes_a_live_namespace_at_any_path(foreign_netns: Path, kx: Helpers) -> None:
+    """As the seed's LoadNetNS(path): no directory rule, only "is it live?"."""
+    loaded = NetNS.load(foreign_netns)
+    assert loaded.get_path() == os.fspath(foreign_netns)
+    assert loaded.netns_dir == DEFAULT_NETNS_DIR
+    assert not loaded.closed()
+    assert NetNS.load(str(foreign_netns)) == loaded
+    # Its handle may not remove it: the path is not inside the handle's netns_dir.
+    with pytest.raises(UnsafePathError, match="outside the netns directory"):
+        loaded.remove()
+    assert is_live_netns(foreign_netns) and len(kx.mounts_at(foreign_netns)) == 1
+
+
+def test_a_loaded_handle_removes_only_inside_its_netns_dir(
+    foreign_netns: Path, outside: Path, netns_dir: Path, kx: Helpers
+) -> None:
+    with pytest.raises(UnsafePathError):
+        NetNS.load(foreign_netns, netns_dir).remove()
+    assert is_live_netns(foreign_netns)
+    # Given the directory it really lives in, the same handle is the owner's.
+    NetNS.load(foreign_netns, outside).remove()
+    assert kx.mounts_at(foreign_netns) == [] and not foreign_netns.exists()
+
+
+def test_load_of_paths_that_cannot_be_namespaces_is_closed(netns_dir: Path, outside: Path) -> None:
+    plain = outside / "plain"
+    plain.write_text("x")
+    before = fingerprint(plain)
+    for p in (
+        "",
+        "relative/missing",
+        f"{outside}/absent",
+        f"{plain}/below-a-file",
+        f"{outside}/{'n' * 300}",
+        f"{outside}/nul\0byte",
+        plain,
+    ):
+        with pytest.raises(ClosedNetNSError, match="not a live network namespace"):
+            NetNS.load(p, netns_dir)
+    assert fingerprint(plain) == before
 
 
 def test_non_empty_file_is_refused(netns_dir: Path) -> None:
@@ -166,7 +235,7 @@ def test_directory_is_refused(netns_dir: Path) -> None:
     (d / "inside").write_text("x")
     before = fingerprint(d)
     refuse_remove(d, netns_dir, UnsafePathError)
-    with pytest.raises(UnsafePathError, match="directory"):
+    with pytest.raises(ClosedNetNSError, match="directory"):
         NetNS.load(d, netns_dir)
     assert fingerprint(d) == before
     assert (d / "inside").read_text() == "x"

@@ -49,9 +49,7 @@ def parse(state_dir: Path) -> tuple[fmt.SegmentHeader, list[RawRecord]]:
         start = pos + fmt.RECORD_HEADER_SIZE
         payload = data[start : start + h.payload_len]
         digest = data[start + h.payload_len : start + h.payload_len + fmt.DIGEST_SIZE]
-        out.append(
-            RawRecord(pos, h.seq, h.time_ns, h.batch_left, payload, digest, h.durable_seq)
-        )
+        out.append(RawRecord(pos, h.seq, h.time_ns, h.batch_left, payload, digest, h.durable_seq))
         pos = start + h.payload_len + fmt.RECORD_TRAILER_SIZE
     return header, out
 

@@ -1,4 +1,10 @@
-"""CRI config and containerd's metadata blob: Go JSON, byte for byte."""
+"""CRI config and containerd's metadata blob: Go JSON, byte for byte.
+
+GOLDEN is a blob of the seed's time (CRI v1alpha1, namespace_options as
+booleans), as containerd/cri and earlier versions of this project stored it;
+it must still load. Written back, it takes the CRI v1 shape (GOLDEN_V1).
+The whole v1 message, key matching and upcasting: test_sandbox_podconfig.py.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +29,10 @@ from sandbox import (
     SELinuxOption,
     StoreError,
     UnsupportedVersionError,
+    WindowsPodSandboxConfig,
+    WindowsSandboxSecurityContext,
 )
-from sandbox.config import go_json_dumps
+from sandbox.gojson import go_json_dumps
 
 SANDBOX_ID = "4f2c1c3a0f1e8e0b9d7c6b5a49382716051a2b3c4d5e6f708192a3b4c5d6e7f8"
 
@@ -112,9 +120,22 @@ def test_golden_blob_decodes_to_the_expected_metadata() -> None:
     assert Metadata.from_json(GOLDEN) == golden_metadata()
 
 
-def test_golden_blob_reencodes_byte_for_byte() -> None:
-    assert Metadata.from_json(GOLDEN).to_json() == GOLDEN
-    assert golden_metadata().to_json() == GOLDEN
+# The same pod as CRI v1 types write it: host_pid/host_ipc true are pid/ipc NODE (2).
+GOLDEN_V1 = GOLDEN.replace(
+    b'"namespace_options":{"host_pid":true,"host_ipc":true}',
+    b'"namespace_options":{"pid":2,"ipc":2}',
+)
+
+
+def test_golden_v1alpha1_blob_is_upcast_and_written_as_v1() -> None:
+    assert GOLDEN_V1 != GOLDEN
+    assert Metadata.from_json(GOLDEN).to_json() == GOLDEN_V1
+    assert golden_metadata().to_json() == GOLDEN_V1
+    assert Metadata.from_json(GOLDEN_V1) == Metadata.from_json(GOLDEN)
+
+
+def test_golden_v1_blob_reencodes_byte_for_byte() -> None:
+    assert Metadata.from_json(GOLDEN_V1).to_json() == GOLDEN_V1
 
 
 def test_golden_blob_is_plain_json_too() -> None:
@@ -163,10 +184,23 @@ def test_later_containerd_fields_and_unknown_config_keys_are_tolerated() -> None
     doc["Metadata"]["RuntimeHandler"] = "runc"
     doc["Metadata"]["CNIResult"] = {"Interfaces": {}}
     doc["Metadata"]["ProcessLabel"] = "system_u:system_r:container_t:s0"
+    doc["Metadata"]["Config"]["a_future_cri_field"] = {"x": [1, 2]}
+    doc["Metadata"]["Config"]["linux"]["security_context"]["a_future_flag"] = True
+    md = Metadata.from_json(json.dumps(doc).encode())
+    assert md == golden_metadata()
+
+
+def test_v1_fields_the_seed_did_not_know_are_kept() -> None:
+    doc = json.loads(GOLDEN)
     doc["Metadata"]["Config"]["windows"] = {"security_context": {}}
     doc["Metadata"]["Config"]["linux"]["security_context"]["run_as_group"] = {"value": 5}
     md = Metadata.from_json(json.dumps(doc).encode())
-    assert md == golden_metadata()
+    assert md != golden_metadata()
+    assert md.config.linux.security_context.run_as_group == Int64Value(5)
+    assert md.config.windows == WindowsPodSandboxConfig(WindowsSandboxSecurityContext())
+    written = json.loads(md.to_json())["Metadata"]["Config"]
+    assert written["windows"] == {"security_context": {}}
+    assert written["linux"]["security_context"]["run_as_group"] == {"value": 5}
 
 
 def test_json_null_reads_as_absent_like_go() -> None:
@@ -214,6 +248,13 @@ def test_other_version_is_unsupported(version: str) -> None:
         b"[1,2,3]",
         b'"just a string"',
         b'{"Version":"v1","Metadata":[]}',
+        b'{"Version":"v1"}',
+        b'{"Version":"v1","Metadata":null}',
+        b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{"metadata":{"Name":5}}}}',
+        b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{"linux":'
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}}",
         b'{"Version":"v1","Metadata":{"ID":5,"Name":"n","Config":{}}}',
         b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":[]}}',
         b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{"hostname":5}}}',
@@ -222,7 +263,8 @@ def test_other_version_is_unsupported(version: str) -> None:
         b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{"labels":{"a":1}}}}',
         b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{"metadata":{"attempt":-1}}}}',
         b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{"metadata":{"attempt":1.5}}}}',
-        b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{"port_mappings":[{"protocol":7}]}}}',
+        b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{"port_mappings":[{"protocol":"UDP"}]}}}',
+        b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{"port_mappings":[{"protocol":2147483648}]}}}',
         b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{"linux":{"security_context":{"privileged":"yes"}}}}}',
         b'{"Version":"v1","Metadata":{"ID":"x","Name":"n","Config":{},"NetNSPath":NaN}}',
         b"[" * 100000,
@@ -247,11 +289,13 @@ def test_non_bytes_input_is_refused() -> None:
 
 def test_config_validates_on_construction() -> None:
     with pytest.raises(InvalidConfigError, match="hostname"):
-        PodSandboxConfig(hostname=5)  # type: ignore[arg-type]
+        PodSandboxConfig(hostname=5)
     with pytest.raises(InvalidConfigError, match="container_port"):
         PortMapping(container_port=2**31)
     with pytest.raises(InvalidConfigError, match="protocol"):
-        PortMapping(protocol=9)
+        PortMapping(protocol="UDP")
+    # Any int32 is a valid enum value for Go (a newer CRI may add protocols): kept.
+    assert PortMapping(protocol=9).protocol == 9
     with pytest.raises(InvalidConfigError, match="unicode"):
         PodSandboxConfig(hostname="\ud800")
     with pytest.raises(InvalidConfigError):
