@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eventlog import EventLog, LogPoisonedError, read
+from eventlog import EventLog, LogClosedError, LogPoisonedError, read
 
 
 def _hammer(log: EventLog, threads: int, per: int) -> tuple[list[int], list[BaseException]]:
@@ -73,12 +73,16 @@ def test_close_racing_with_appenders(tmp_path: Path) -> None:
     log = EventLog.open(tmp_path, durability="always")
     done = threading.Event()
     acked: list[int] = []
+    unexpected: list[BaseException] = []
 
     def worker() -> None:
         while not done.is_set():
             try:
                 acked.append(log.append({"x": 1}))
-            except Exception:  # LogClosedError once closed
+            except LogClosedError:  # the only way an append may fail here
+                return
+            except BaseException as exc:  # anything else fails the test below
+                unexpected.append(exc)
                 return
 
     pool = [threading.Thread(target=worker) for _ in range(8)]
@@ -90,5 +94,6 @@ def test_close_racing_with_appenders(tmp_path: Path) -> None:
     done.set()
     for th in pool:
         th.join()
+    assert unexpected == []
     # Every acknowledged append is in the log.
     assert {r.seq for r in read(tmp_path)} >= set(acked)
