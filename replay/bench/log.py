@@ -1,6 +1,6 @@
 """Benchmarks of the event log against the raw limits of this machine.
 
-Run: ``python -m replay.bench.log [--quick] [--dir DIR]``.
+Run: ``sandboxctl bench --only log`` (``python -m replay.bench.commands --only log``).
 
 Every figure is printed beside a reference measured in the same run, on the
 same disk and the same ~180-byte msgpack payloads (shaped like a sandbox
@@ -17,18 +17,14 @@ read (crc + chain + decode)  bare ``msgpack.Unpacker`` over the payloads >= 0.5
 
 Absolute numbers depend on the disk and its cache (a VM's write-back cache
 makes fsync cheap); only the ratios are meant to be compared across runs.
-Each ``bench_*`` function returns result rows (dicts with ``name``,
-``value``, ``unit``, ``reference_name``, ``reference_value``, ``ratio``,
-``target``) so that other tools (``sandboxctl bench``) can call them.
-Imports only eventlog, msgpack and the standard library.
+Each ``bench_*`` function returns ``replay.bench.rows.Row`` objects (one
+repetition's figures), which the runner aggregates over repetitions.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,18 +34,15 @@ import msgpack
 
 from eventlog import EventLog, read
 
-from . import measure
-from .measure import RowDict as Row
 from .measure import best_of_rounds, count_unpacked, scratch, write_fdatasync_loop
+from .rows import Row
 
-_row = functools.partial(measure.result_row, unit="records/s")
+_row = functools.partial(Row.measured, unit="records/s")
 
 __all__ = [
     "bench_always_one_thread",
     "bench_always_threads",
     "bench_none_and_read",
-    "main",
-    "run_all",
     "sample_payload",
 ]
 
@@ -146,7 +139,7 @@ def bench_always_threads(
     """append "always" from many threads (group commit) vs one thread."""
     with scratch(parent, "eventlog-bench-") as d:
         if single is None:
-            single = bench_always_one_thread(d, max(500, count // threads))[0]["value"]
+            single = bench_always_one_thread(d, max(500, count // threads))[0].value
         per = count // threads
         log = EventLog.open(os.path.join(d, "log"), durability="always")
         try:
@@ -173,9 +166,10 @@ def bench_always_threads(
             stats = log.stats
         finally:
             log.close()
-    row = _row(f"append always, {threads} threads", value, "append always, 1 thread", single, 8.0)
-    row["records_per_sync"] = stats.records / max(1, stats.syncs)
-    return [row]
+    per_sync = stats.records / max(1, stats.syncs)
+    name = f"append always, {threads} threads"
+    extra = {"records_per_sync": per_sync}
+    return [_row(name, value, "append always, 1 thread", single, 8.0, extra=extra)]
 
 
 def bench_none_and_read(
@@ -210,32 +204,3 @@ def bench_none_and_read(
         ),
         _row(f"read {count:,} records", read_rate, "raw msgpack.Unpacker", raw_read, 0.5),
     ]
-
-
-def run_all(*, quick: bool = False, parent: str | None = None) -> list[Row]:
-    """Every benchmark of this module; ``quick`` shrinks the counts."""
-    rows = bench_always_one_thread(parent, 500 if quick else 2000)
-    rows += bench_always_threads(parent, 8000 if quick else 32000, single=rows[0]["value"])
-    rows += bench_none_and_read(parent, 200_000 if quick else 1_000_000)
-    return rows
-
-
-def format_table(rows: list[Row]) -> str:
-    return measure.format_table(rows, name_width=30, reference_width=36)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m replay.bench.log", description=__doc__)
-    parser.add_argument(
-        "--quick", action="store_true", help="smaller counts (seconds, not a minute)"
-    )
-    parser.add_argument("--dir", default=None, help="scratch directory (default: system temp)")
-    args = parser.parse_args(argv)
-    rows = run_all(quick=args.quick, parent=args.dir)
-    print(f"payload size: {_payload_size()} bytes packed (+64 bytes of record framing)")
-    print(format_table(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,11 @@
-"""What the per-area benchmark modules share: result rows, scratch, rounds, a plain table.
+"""How the bench modules measure: scratch directories, interleaved rounds, raw loops.
 
-``replay.bench.log``, ``.store``, ``.netns`` and ``.fleet`` each stay
-runnable alone (``python -m replay.bench.<module>``) and return plain row
-dicts (``name``, ``value``, ``unit``, ``reference_name``,
-``reference_value``, ``ratio``, ``target``) that ``replay.bench.rows``
-normalises for ``sandboxctl bench``. The dict is built here once, as are
-the scratch directory, the interleaved rounds and the table their ``main``
-prints. Imports only the standard library and msgpack.
+Why one home: a ratio is only fair when the figure and its reference are
+measured the same way (same scratch filesystem, same rounds, the same
+bare write+fdatasync or Unpacker loop), so ``replay.bench.log``,
+``.store`` and the others take these from here rather than each keeping
+its own. Rows are ``replay.bench.rows.Row``. Imports only the standard
+library and msgpack.
 """
 
 from __future__ import annotations
@@ -14,47 +13,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import msgpack
 
 __all__ = [
-    "RowDict",
     "best_of_rounds",
     "count_unpacked",
-    "format_table",
-    "result_row",
     "scratch",
     "write_fdatasync_loop",
 ]
-
-RowDict = dict[str, Any]
-
-
-def result_row(
-    name: str,
-    value: float,
-    reference_name: str,
-    reference_value: float | None,
-    target: float | str | None,
-    *,
-    unit: str,
-    ratio: float | None = None,
-) -> RowDict:
-    """One figure beside its reference; ``ratio`` defaults to value / reference."""
-    if ratio is None and reference_value:
-        ratio = value / reference_value
-    return {
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "reference_name": reference_name,
-        "reference_value": reference_value,
-        "ratio": ratio,
-        "target": target,
-    }
 
 
 @contextmanager
@@ -105,48 +74,3 @@ def count_unpacked(path: str) -> int:
         for _ in msgpack.Unpacker(f, raw=False, read_size=1 << 20):
             n += 1
     return n
-
-
-def _fmt_figure(x: float, unit: str) -> str:
-    return f"{x:,.3f} s" if unit == "s" else f"{x:,.0f}"
-
-
-def _met(ratio: float, target: float | str) -> bool:
-    if isinstance(target, str) and target.startswith("<="):
-        return ratio <= float(target[2:])
-    return ratio >= float(target)
-
-
-def format_table(
-    rows: Sequence[RowDict],
-    *,
-    name_width: int,
-    reference_width: int,
-    target_width: int = 7,
-    ratio_digits: int = 2,
-) -> str:
-    """A plain table, one line per figure (``ok`` is yes/NO against the target).
-
-    A number as target means ``>=``, a string starting ``<=`` is an upper
-    bound; a figure in seconds (unit ``s``) keeps three decimals.
-    """
-    lines = [
-        f"{'benchmark':<{name_width}} {'value':>12}  {'reference':<{reference_width}} "
-        f"{'ref value':>12} {'ratio':>7} {'target':>{target_width}}  ok"
-    ]
-    for r in rows:
-        ratio, target, ref, unit = r["ratio"], r["target"], r["reference_value"], r["unit"]
-        ok = "-" if target is None or ratio is None else ("yes" if _met(ratio, target) else "NO")
-        refv = _fmt_figure(ref, unit) if ref else "-"
-        shown_ratio = f"{ratio:.{ratio_digits}f}" if ratio is not None else "-"
-        shown_target = (
-            "-" if target is None else (target if isinstance(target, str) else f">={target:g}")
-        )
-        lines.append(
-            f"{r['name']:<{name_width}} {_fmt_figure(r['value'], unit):>12}  "
-            f"{r['reference_name']:<{reference_width}} {refv:>12} "
-            f"{shown_ratio:>7} {shown_target:>{target_width}}  {ok}"
-        )
-        if "records_per_sync" in r:
-            lines.append(f"{'':<{name_width}} ({r['records_per_sync']:.1f} records per fdatasync)")
-    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Benchmark: namespace creation through the reconciler against the raw kernel calls.
 
-    python -m replay.bench.netns [--quick] [-n N] [-o table|json]
+    sandboxctl bench --only netns      (python -m replay.bench.commands --only netns)
 
 Figures (all in one run, so they share the machine's current state):
 
@@ -18,25 +18,21 @@ Figures (all in one run, so they share the machine's current state):
 Raw and reconciler creation are measured in alternating rounds (raw first,
 then reconciler first, ...; ``--rounds``, default 3) and the best round of
 each is kept, so neither side pays for the kernel still tearing down the
-other's namespaces, or for a burst of load from something else. Everything
+other's namespaces, or for a burst of load from something else (the runner
+asks for one round per repetition and takes the median instead). Everything
 made is removed, also on error or Ctrl-C. Needs root. ``--quick`` uses 200.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
@@ -45,8 +41,7 @@ from sandbox.netns import DEFAULT_NETNS_DIR, remove_at
 from sandbox.ownership import NetNSState, OwnedNetNS
 from sandbox.reconciler import reconcile
 
-from .measure import RowDict as Row
-from .measure import result_row
+from .rows import Row
 
 _CREATE_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -217,7 +212,7 @@ def bench_reconcile(n: int, rounds: int = 3) -> list[Row]:
     best_noop = min(noop)
     ms = 1000.0
     return [
-        result_row(
+        Row.measured(
             f"reconcile: create {n} (ASSIGNED)",
             rec_c / n * ms,
             "raw loop, same kernel calls",
@@ -226,7 +221,7 @@ def bench_reconcile(n: int, rounds: int = 3) -> list[Row]:
             unit="ms/netns",
             ratio=raw_c / rec_c,
         ),
-        result_row(
+        Row.measured(
             f"reconcile: no-op over {n} live",
             best_noop * ms,
             f"reconcile: create {n}",
@@ -235,7 +230,7 @@ def bench_reconcile(n: int, rounds: int = 3) -> list[Row]:
             unit="ms",
             ratio=best_noop / rec_c,
         ),
-        result_row(
+        Row.measured(
             f"reconcile: remove {n} (REMOVING)",
             rec_r / n * ms,
             "raw detach + unlink",
@@ -268,62 +263,13 @@ def bench_ip_netns(n: int = 100, reference_ms: float | None = None) -> list[Row]
             if os.path.lexists(p):
                 remove_at(p, DEFAULT_NETNS_DIR)
     per = add / n * 1000.0
-    ref = reference_ms if reference_ms is not None else float("nan")
     return [
-        result_row(
+        Row.measured(
             f"ip netns add x{n}",
             per,
             "raw loop, same kernel calls",
-            ref,
+            reference_ms,
             "reference only (process spawn included)",
             unit="ms/netns",
-            ratio=per / ref if reference_ms else float("nan"),
         )
     ]
-
-
-def run(n: int, ip_n: int = 100, rounds: int = 3) -> list[Row]:
-    rows = bench_reconcile(n, rounds)
-    rows += bench_ip_netns(ip_n, reference_ms=rows[0]["reference_value"])
-    return rows
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    cols = ["name", "value", "unit", "reference_name", "reference_value", "ratio", "target"]
-    cells = [cols] + [[_fmt(r[c]) for c in cols] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    for j, row in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if j == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m replay.bench.netns", description=__doc__.split("\n")[0]
-    )
-    ap.add_argument("--quick", action="store_true", help="200 namespaces instead of 1,000")
-    ap.add_argument("-n", type=int, default=None, help="namespaces per measurement")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; best is kept")
-    ap.add_argument("-o", choices=["table", "json"], default="table")
-    args = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        print("netns benchmark: needs root (unshare + mount)", file=sys.stderr)
-        return 2
-    n = args.n or (200 if args.quick else 1000)
-    rows = run(n, rounds=max(1, args.rounds))
-    if args.o == "json":
-        print(json.dumps(rows, indent=2))
-    else:
-        print_table(rows)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

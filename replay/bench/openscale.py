@@ -31,17 +31,14 @@ which is not timed.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import attrs
 
@@ -64,20 +61,13 @@ __all__ = [
     "OpenScale",
     "bench_open_scale",
     "build_history",
-    "main",
     "measure_open",
-    "plot_open_scale",
     "snapshot_seqs",
 ]
 
 FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (1_000, 10_000, 50_000)
 VARIANTS = ("full", "snap99", "head")
-_LABELS = {
-    "full": "full replay (no snapshot)",
-    "snap99": "snapshot at 99% + 1% tail",
-    "head": "snapshot at the last event",
-}
 
 
 # -- the history ---------------------------------------------------------------------------
@@ -251,32 +241,30 @@ def _rows(points: Sequence[OpenPoint]) -> list[Row]:
     out: list[Row] = []
     for p in points:
         layout = f"{p.segments} segment(s), {p.last_segment:,} events in the last"
-        samples: list[list[dict[str, Any]]] = []
+        samples: list[list[Row]] = []
         for i, full in enumerate(p.seconds["full"]):
             s99 = p.seconds["snap99"][i]
             head = p.seconds["head"][i]
             samples.append(
                 [
-                    {
-                        "name": f"open {p.events:,} events, snapshot at 99%",
-                        "value": s99 * 1000,
-                        "unit": "ms",
-                        "reference_name": "open with full replay",
-                        "reference_value": full * 1000,
-                        "ratio": s99 / full,
-                        "target": "<= 0.05",
-                        "note": f"{p.replayed['snap99']:,} events replayed after it; {layout}",
-                    },
-                    {
-                        "name": f"open {p.events:,} events, snapshot at last event",
-                        "value": head * 1000,
-                        "unit": "ms",
-                        "reference_name": "open with full replay",
-                        "reference_value": full * 1000,
-                        "ratio": head / full,
-                        "target": None,
-                        "note": layout,
-                    },
+                    Row.measured(
+                        f"open {p.events:,} events, snapshot at 99%",
+                        s99 * 1000,
+                        "open with full replay",
+                        full * 1000,
+                        "<= 0.05",
+                        unit="ms",
+                        note=f"{p.replayed['snap99']:,} events replayed after it; {layout}",
+                    ),
+                    Row.measured(
+                        f"open {p.events:,} events, snapshot at last event",
+                        head * 1000,
+                        "open with full replay",
+                        full * 1000,
+                        None,
+                        unit="ms",
+                        note=layout,
+                    ),
                 ]
             )
         out += aggregate(samples, "open")
@@ -289,20 +277,17 @@ def _rows(points: Sequence[OpenPoint]) -> list[Row]:
             ("full", "full replay", f"linear = {growth:g}"),
         ):
             b, s = big.median(variant), small.median(variant)
-            out.append(
-                Row(
-                    name=f"open growth {small.events:,} -> {big.events:,} events, {what}",
-                    group="open",
-                    value=b * 1000,
-                    unit="ms",
-                    reference_name=f"same at {small.events:,} events",
-                    reference_value=s * 1000,
-                    ratio=b / s,
-                    target=None,
-                    reps=len(big.seconds[variant]),
-                    note=expect,
-                )
+            row = Row.measured(
+                f"open growth {small.events:,} -> {big.events:,} events, {what}",
+                b * 1000,
+                f"same at {small.events:,} events",
+                s * 1000,
+                None,
+                unit="ms",
+                group="open",
+                note=expect,
             )
+            out.append(attrs.evolve(row, reps=len(big.seconds[variant])))
     return out
 
 
@@ -336,67 +321,3 @@ def bench_open_scale(
         finally:
             history.remove()
     return OpenScale(_rows(points), points)
-
-
-# -- the plot ---------------------------------------------------------------------------------
-
-
-def plot_open_scale(points: Sequence[OpenPoint], path: str, *, title: str = "") -> str:
-    """Write a PNG of open time vs log size (log-log), medians with min..max bars.
-
-    matplotlib comes with the optional ``bench`` extra; ImportError says so.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("the plot needs matplotlib: pip install .[bench]") from exc
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    xs = [p.events for p in points]
-    for variant, marker in (("full", "o"), ("snap99", "s"), ("head", "^")):
-        meds = [p.median(variant) * 1000 for p in points]
-        lows = [m - min(p.seconds[variant]) * 1000 for m, p in zip(meds, points, strict=True)]
-        highs = [max(p.seconds[variant]) * 1000 - m for m, p in zip(meds, points, strict=True)]
-        ax.errorbar(xs, meds, yerr=[lows, highs], marker=marker, capsize=3, label=_LABELS[variant])
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("events in the log")
-    ax.set_ylabel("Store.open time (ms, median; bars: min..max)")
-    ax.set_title(title or "Store.open: snapshot + tail vs full replay")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the open-scale benchmark alone (``python -m replay.bench.openscale``)."""
-    from .rows import Report, render
-
-    ap = argparse.ArgumentParser(prog="python -m replay.bench.openscale", description=__doc__)
-    ap.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} instead")
-    ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
-    ap.add_argument("--reps", type=int, default=None)
-    ap.add_argument("--dir", default=None, help="scratch directory (default: system temp)")
-    ap.add_argument("--plot", default=None, metavar="PATH", help="write the PNG here")
-    ap.add_argument("-o", choices=["table", "json", "markdown"], default="table")
-    args = ap.parse_args(argv)
-    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
-    reps = args.reps or (3 if args.quick else 5)
-    t0 = time.perf_counter()
-    result = bench_open_scale(args.dir, sizes, reps, progress=lambda m: print(m, file=sys.stderr))
-    if args.plot:
-        plot_open_scale(result.points, args.plot)
-    report = Report("open scale", " ".join(sys.argv), [], result.rows, time.perf_counter() - t0)
-    print(render(report, args.o), end="")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,27 +1,24 @@
-"""One result row of ``sandboxctl bench``, the aggregation of repetitions, and rendering.
+"""The one model of a benchmark row, of a suite's result, and of repetitions' medians.
 
-Why a type of its own: the per-area benchmark modules (``replay.bench.log``,
-``.store``, ``.netns``, ``.fleet``) return plain dicts (``name``, ``value``,
-``unit``, ``reference_name``, ``reference_value``, ``ratio``, ``target``) so
-that each stays runnable alone, and they spell a target in different ways
-(a bare float meaning ">=", or a sentence such as ``"<= 0.05 of creation"``).
-The runner needs one shape to take medians over repetitions, decide
-pass/miss the same way everywhere, and print the same table in every
-format, so every dict is normalised here once.
+Why one model: every bench module (``log``, ``store``, ``openscale``,
+``verify``, ``netns``, ``fleet``) measures a figure beside a raw reference
+and builds a ``Row`` with ``Row.measured``; the runner takes medians over
+repetitions with ``aggregate``, and the renderers (``replay.bench.render``)
+print the same rows as a table, JSON or Markdown. A target is decided in
+one place (``Target``), so pass/MISS means the same everywhere.
 
-A row's ``ratio`` is the one its module computed (``value / reference`` for
-throughputs; for a time per item the module may invert it so that higher
-is still better); the row's ``target`` says which way it must go
-(``>= x`` or ``<= x``). Several repetitions give a median for value,
-reference and ratio, with the min..max spread beside each. The ratio's
-median is taken over the per-repetition ratios (each repetition measures a
-figure and its reference back to back, so their ratio is steadier than the
-ratio of two medians taken at different moments of a noisy machine).
+A row's ``ratio`` is ``value / reference`` unless its module says
+otherwise (for a time per item the module may invert it so that higher is
+still better); the row's ``target`` says which way it must go (``>= x`` or
+``<= x``). Several repetitions give a median for value, reference and
+ratio, with the min..max spread beside each. The ratio's median is taken
+over the per-repetition ratios (each repetition measures a figure and its
+reference back to back, so their ratio is steadier than the ratio of two
+medians taken at different moments of a noisy machine).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -31,28 +28,21 @@ from typing import Any, Literal
 import attrs
 
 __all__ = [
-    "FORMATS",
-    "Report",
     "Row",
     "Spread",
+    "SuiteResult",
     "Target",
     "aggregate",
     "fmt_num",
-    "render",
-    "render_json",
-    "render_markdown",
-    "render_table",
     "skipped_rows",
 ]
-
-FORMATS = ("table", "json", "markdown")
 
 Op = Literal[">=", "<="]
 
 _TARGET_RE = re.compile(
     r"^\s*(>=|<=|\u2265|\u2264)\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)(?:\s*/\s*([0-9]*\.?[0-9]+))?\s*(.*)$"
 )
-#: The keys every module's row dict carries; anything else is kept as an extra.
+#: The keys of a row's loose dict form; anything else is kept as an extra.
 _CORE_KEYS = frozenset(
     {"name", "value", "unit", "reference_name", "reference_value", "ratio", "target"}
 )
@@ -73,9 +63,9 @@ class Target:
 
     @classmethod
     def parse(cls, spec: object) -> tuple[Target | None, str]:
-        """``(target, remaining text)`` from a module's ``target`` field.
+        """``(target, remaining text)`` from a row's target as its module spells it.
 
-        A number means ``>=`` (``replay.bench.log``); a string starting with
+        A number means ``>=``; a string starting with
         ``>=``/``<=`` and a number or fraction (``"<= 1/20 of creation"``)
         is parsed and the rest kept as a note; any other string ("reported",
         "reference only ...") has no target and becomes the note.
@@ -122,7 +112,12 @@ def _num(x: object) -> float | None:
 
 @attrs.frozen
 class Row:
-    """One figure beside its reference, their ratio and the target for it."""
+    """One figure beside its reference, their ratio, the target for it and its mark.
+
+    Bench modules build one per figure and repetition (``measured``); the
+    runner's ``aggregate`` turns repetitions into one row with medians and
+    spreads. ``verdict`` is the mark every renderer prints.
+    """
 
     name: str
     group: str
@@ -155,8 +150,46 @@ class Row:
         return "n/a" if self.target is None else str(self.target)
 
     @classmethod
+    def measured(
+        cls,
+        name: str,
+        value: float,
+        reference_name: str,
+        reference_value: float | None,
+        target: object,
+        *,
+        unit: str,
+        ratio: float | None = None,
+        group: str = "",
+        note: str = "",
+        extra: Mapping[str, Any] | None = None,
+    ) -> Row:
+        """One repetition's figure beside its reference; ``ratio`` defaults to value / reference.
+
+        ``target`` is spelled as the module likes it (see ``Target.parse``);
+        ``group`` may be left to the runner (``aggregate`` fills it in).
+        """
+        value_f, ref_f = _num(value), _num(reference_value)
+        if ratio is None and value_f is not None and ref_f:
+            ratio = value_f / ref_f
+        parsed, target_note = Target.parse(target)
+        return cls(
+            name=name,
+            group=group,
+            value=value_f,
+            unit=unit,
+            reference_name=reference_name,
+            reference_value=ref_f,
+            ratio=_num(ratio),
+            target=parsed,
+            target_note=target_note,
+            note=note,
+            extra=dict(extra or {}),
+        )
+
+    @classmethod
     def from_dict(cls, d: Mapping[str, Any], group: str = "") -> Row:
-        """Normalise one row dict of a per-area module (one repetition)."""
+        """A row from its loose dict form (the keys of ``to_dict``, a target as spelled)."""
         target, target_note = Target.parse(d.get("target"))
         extra = {k: v for k, v in d.items() if k not in _CORE_KEYS and k != "group"}
         skipped = extra.pop("skipped", None)
@@ -177,7 +210,7 @@ class Row:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape: the module keys first, then what the runner adds."""
+        """The JSON shape: the measured keys first, then what the runner adds."""
 
         def spread(s: Spread | None) -> list[float] | None:
             return None if s is None else [s.low, s.high]
@@ -229,10 +262,11 @@ def _median_spread(xs: Sequence[float | None]) -> tuple[float | None, Spread | N
     return statistics.median(vals), (Spread(min(vals), max(vals)) if len(vals) > 1 else None)
 
 
-def aggregate(samples: Sequence[Sequence[Mapping[str, Any]]], group: str) -> list[Row]:
+def aggregate(samples: Sequence[Sequence[Row | Mapping[str, Any]]], group: str) -> list[Row]:
     """Median (and min..max) per row name over repetitions of one row function.
 
-    ``samples[i]`` is what repetition i returned. Rows keep the order in which
+    ``samples[i]`` is what repetition i returned (rows, or their dict form);
+    a row without a group gets ``group``. Rows keep the order in which
     their names first appear. A skipped row stays skipped; numeric extras
     (``records_per_sync``) get their median too.
     """
@@ -240,7 +274,9 @@ def aggregate(samples: Sequence[Sequence[Mapping[str, Any]]], group: str) -> lis
     by_name: dict[str, list[Row]] = {}
     for rep in samples:
         for d in rep:
-            row = d if isinstance(d, Row) else Row.from_dict(d, group)
+            row = Row.from_dict(d, group) if not isinstance(d, Row) else d
+            if not row.group:
+                row = attrs.evolve(row, group=group)
             if row.name not in by_name:
                 order.append(row.name)
                 by_name[row.name] = []
@@ -279,7 +315,23 @@ def aggregate(samples: Sequence[Sequence[Mapping[str, Any]]], group: str) -> lis
     return out
 
 
-# -- rendering -----------------------------------------------------------------------------
+@attrs.frozen
+class SuiteResult:
+    """What one suite (a group: log, store, ...) gave in a run.
+
+    Why a type: a suite that cannot run or fails still shows its rows (with
+    the reason as ``skipped``), and the run's exit status depends on
+    whether any suite failed, so the rows travel with the failure, if any.
+    """
+
+    group: str
+    rows: Sequence[Row]
+    error: str | None = None
+
+    @classmethod
+    def not_run(cls, group: str, names: Iterable[str], reason: str, *, failed: bool) -> SuiteResult:
+        """The suite's expected rows, each saying ``reason``; an error if ``failed``."""
+        return cls(group, skipped_rows(names, group, reason), reason if failed else None)
 
 
 def fmt_num(x: float | None) -> str:
@@ -296,140 +348,3 @@ def fmt_num(x: float | None) -> str:
     if a == 0:
         return "0"
     return f"{x:.3g}"
-
-
-def _with_spread(x: float | None, s: Spread | None) -> str:
-    return fmt_num(x) if s is None else f"{fmt_num(x)} ({s})"
-
-
-def _note(row: Row) -> str:
-    parts = []
-    if row.skipped is not None:
-        parts.append(row.skipped)
-    if row.target_note:
-        parts.append(row.target_note)
-    if row.note:
-        parts.append(row.note)
-    rps = _num(row.extra.get("records_per_sync"))
-    if rps is not None:
-        parts.append(f"{rps:.1f} records per fdatasync")
-    return "; ".join(parts)
-
-
-_HEADERS = ("group", "benchmark", "value", "unit", "reference", "ref value", "ratio", "target")
-_TAIL_HEADERS = ("mark", "reps", "note")
-
-
-def _cells(row: Row) -> list[str]:
-    return [
-        row.group,
-        row.name,
-        _with_spread(row.value, row.value_spread),
-        row.unit,
-        row.reference_name or "-",
-        _with_spread(row.reference_value, row.reference_spread),
-        _with_spread(row.ratio, row.ratio_spread),
-        row.target_text,
-        row.verdict,
-        str(row.reps),
-        _note(row),
-    ]
-
-
-@attrs.frozen
-class Report:
-    """Everything one ``sandboxctl bench`` run prints: facts on top, then rows."""
-
-    title: str
-    command: str
-    facts: Sequence[tuple[str, str]]
-    rows: Sequence[Row]
-    wall_seconds: float
-    facts_json: Mapping[str, Any] = attrs.field(factory=dict)
-    settings: Mapping[str, Any] = attrs.field(factory=dict)
-
-    @property
-    def misses(self) -> list[Row]:
-        return [r for r in self.rows if r.verdict == "MISS"]
-
-
-def _summary(report: Report) -> str:
-    counts: dict[str, int] = {}
-    for r in report.rows:
-        counts[r.verdict] = counts.get(r.verdict, 0) + 1
-    parts = [f"{counts[k]} {k}" for k in ("pass", "MISS", "n/a", "skip") if counts.get(k)]
-    return (
-        f"{len(report.rows)} rows: " + ", ".join(parts) + f"; wall time {report.wall_seconds:.1f} s"
-    )
-
-
-_NUMERIC_COLS = {2, 5, 6}
-
-
-def render_table(report: Report) -> str:
-    """Aligned plain text for a terminal: facts as ``key: value`` lines, then the rows."""
-    lines = [report.title, f"command: {report.command}"]
-    width = max((len(k) for k, _ in report.facts), default=0) + 1
-    lines += [f"{(k + ':').ljust(width)} {v}" for k, v in report.facts]
-    lines.append("")
-    table = [list(_HEADERS + _TAIL_HEADERS)] + [_cells(r) for r in report.rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for j, cells in enumerate(table):
-        parts = []
-        for i, cell in enumerate(cells):
-            right = i in _NUMERIC_COLS and j > 0
-            parts.append(cell.rjust(widths[i]) if right else cell.ljust(widths[i]))
-        lines.append("  ".join(parts).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    lines.append("")
-    lines.append(_summary(report))
-    return "\n".join(lines) + "\n"
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def render_markdown(report: Report) -> str:
-    """A GitHub-flavoured Markdown section: facts as a list, rows as a table."""
-    lines = [f"**{_md_escape(report.title)}**", "", f"Command: `{report.command}`", ""]
-    lines += [f"- {k}: {_md_escape(v)}" for k, v in report.facts]
-    lines.append("")
-    headers = [*_HEADERS[1:], *_TAIL_HEADERS]
-    lines.append("| " + " | ".join(headers) + " |")
-    align = ["---:" if i + 1 in _NUMERIC_COLS else "---" for i in range(len(headers))]
-    lines.append("| " + " | ".join(align) + " |")
-    for row in report.rows:
-        cells = _cells(row)[1:]
-        cells[0] = f"{row.group}: {row.name}" if row.group else row.name
-        if row.verdict == "MISS":
-            cells[7] = "**MISS**"
-        lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
-    lines.append("")
-    lines.append(_summary(report))
-    return "\n".join(lines) + "\n"
-
-
-def render_json(report: Report) -> str:
-    """One JSON document: machine facts, settings, rows (medians + spreads), wall time."""
-    doc = {
-        "title": report.title,
-        "command": report.command,
-        "machine": dict(report.facts_json) or dict(report.facts),
-        "settings": dict(report.settings),
-        "wall_seconds": report.wall_seconds,
-        "rows": [r.to_dict() for r in report.rows],
-    }
-    return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
-
-
-def render(report: Report, fmt: str) -> str:
-    """``table``, ``json`` or ``markdown``."""
-    if fmt == "table":
-        return render_table(report)
-    if fmt == "json":
-        return render_json(report)
-    if fmt == "markdown":
-        return render_markdown(report)
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -6,13 +6,15 @@ ratios are only comparable when they come from the same run. So this
 module runs the per-area benchmark modules (``replay.bench.log``,
 ``.store``, ``.netns``, ``.fleet``) and the ones it owns (``.openscale``,
 ``.verify``) one after the other, in this process, with one scratch
-directory, repeats each row function, and hands the medians (with their
-min..max spread) to ``replay.bench.rows`` for rendering under the
-machine's facts.
+directory, repeats each row function, takes the medians (with their
+min..max spread: ``replay.bench.rows.aggregate``), and hands one
+``SuiteResult`` per suite, in a ``Report`` under the machine's facts, to
+``replay.bench.render``.
 
 A suite that cannot run here is never silently left out: its rows appear
 with the reason (``skipped: needs root``, ``skipped: pip install .[bench]``,
-``skipped: nats-server not installed``), and one that fails shows
+``skipped: nats-server not installed (pip install ".[fleet]")``), and one
+that fails shows
 ``error: ...`` in its rows, the others still run, and the exit status is 1.
 A figure that misses its target does NOT change the exit status: CI runs
 ``--quick`` to print the figures, never to judge them (noisy 2-core VMs).
@@ -26,15 +28,16 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import attrs
 
 from . import log as log_bench
 from . import machine
 from . import store as store_bench
-from .openscale import FULL_SIZES, QUICK_SIZES, History, OpenPoint, bench_open_scale
-from .rows import Report, Row, aggregate, skipped_rows
+from .openscale import History, OpenPoint, bench_open_scale
+from .plan import Plan
+from .render import Report
+from .rows import Row, SuiteResult, aggregate
 from .verify import bench_verify, bench_verify_history
 
 __all__ = [
@@ -46,91 +49,13 @@ __all__ = [
 ]
 
 Progress = Callable[[str], None]
-RowDict = dict[str, Any]
 
 #: Suites in the order they run and print.
 GROUPS = ("log", "store", "open", "verify", "netns", "eventsourcing", "fleet")
 
 NEEDS_BENCH_EXTRA = "skipped: pip install .[bench]"
 NEEDS_ROOT = "skipped: needs root (creates network namespaces)"
-NEEDS_NATS = "skipped: nats-server not installed (scripts/ensure-nats-server)"
-
-
-#: The columns of ``_PLAN_SIZES``.
-_PLAN_NAMES = ("full", "quick", "tiny")
-#: Every field of a Plan but its name: (full, quick, tiny). quick: under a
-#: minute on 2 cores (CI); tiny: seconds, for the smoke test (every row,
-#: figures meaningless; no `ip netns add` in the shared /var/run/netns).
-_PLAN_SIZES: dict[str, tuple[Any, Any, Any]] = {
-    "reps": (5, 3, 2),
-    "reps_big": (3, 3, 1),
-    "big": (500_000, 500_000, 500_000),
-    "append_one": (2_000, 300, 30),
-    "append_threads": (32_000, 3_200, 320),
-    "threads": (16, 16, 16),
-    "read": (1_000_000, 50_000, 3_000),
-    "store_add": (2_000, 300, 30),
-    "store_replay": (1_000_000, 50_000, 3_000),
-    "es_events": (10_000, 1_000, 200),
-    "open_sizes": (FULL_SIZES, QUICK_SIZES, (200, 500, 1_000)),
-    "verify_audit": (True, True, True),
-    "netns": (1_000, 200, 8),
-    "ip_netns": (100, 20, 0),
-    "fleet_quick": (False, True, True),
-    "fleet_reps": (3, 1, 1),
-}
-
-
-@attrs.frozen
-class Plan:
-    """How big and how often: one place for the full, quick and test sizes.
-
-    ``reps`` repetitions per row (medians; >= 3 except in the test plan),
-    ``reps_big`` for the cases of ``big`` items or more (the 1M-event ones,
-    where one repetition takes seconds to tens of seconds).
-    """
-
-    name: str
-    reps: int
-    reps_big: int
-    big: int
-    append_one: int
-    append_threads: int
-    threads: int
-    read: int
-    store_add: int
-    store_replay: int
-    es_events: int
-    open_sizes: tuple[int, ...]
-    verify_audit: bool
-    netns: int
-    ip_netns: int
-    fleet_quick: bool
-    fleet_reps: int
-
-    @classmethod
-    def full(cls) -> Plan:
-        return cls.named("full")
-
-    @classmethod
-    def quick(cls) -> Plan:
-        """Under a minute on 2 cores (CI): smaller sizes, 3 repetitions (fleet: 1)."""
-        return cls.named("quick")
-
-    @classmethod
-    def tiny(cls) -> Plan:
-        """Seconds, for the smoke test: every row, figures meaningless."""
-        return cls.named("tiny")
-
-    @classmethod
-    def named(cls, name: str) -> Plan:
-        if name not in _PLAN_NAMES:
-            raise KeyError(name)
-        column = _PLAN_NAMES.index(name)
-        return cls(name=name, **{field: sizes[column] for field, sizes in _PLAN_SIZES.items()})
-
-    def reps_for(self, size: int) -> int:
-        return self.reps_big if size >= self.big else self.reps
+NEEDS_NATS = 'skipped: nats-server not installed (pip install ".[fleet]")'
 
 
 @attrs.define
@@ -149,18 +74,23 @@ class _Context:
 
 @attrs.frozen
 class BenchResult:
-    """One run: the report to render, the open-scale points for the plot, failures."""
+    """One run: the report to render, each suite's result, the open-scale points for the plot."""
 
     report: Report
+    suites: Sequence[SuiteResult]
     open_points: list[OpenPoint]
-    errors: list[str]
+
+    @property
+    def errors(self) -> list[str]:
+        """``group: error: ...`` for each suite that failed (the exit status is then 1)."""
+        return [f"{s.group}: {s.error}" for s in self.suites if s.error is not None]
 
 
 def _repeat(
-    ctx: _Context, label: str, group: str, reps: int, fn: Callable[[], list[RowDict]]
+    ctx: _Context, label: str, group: str, reps: int, fn: Callable[[], list[Row]]
 ) -> list[Row]:
     """Call a module's row function ``reps`` times; medians and spreads per row."""
-    samples: list[list[RowDict]] = []
+    samples: list[list[Row]] = []
     for i in range(reps):
         ctx.progress(f"{label} ({i + 1}/{reps})")
         samples.append(fn())
@@ -321,7 +251,7 @@ def _eventsourcing_rows(ctx: _Context) -> list[Row]:
 
     p, d = ctx.plan, ctx.parent
 
-    def once() -> list[RowDict]:
+    def once() -> list[Row]:
         # bench_eventsourcing defines its aggregate class inside the function, and
         # eventsourcing refuses a second class under the same topic: forget the
         # previous repetition's class first (eventsourcing's public reset).
@@ -447,6 +377,24 @@ def expected_names(plan: Plan, groups: Sequence[str] = GROUPS) -> dict[str, list
 # -- the run --------------------------------------------------------------------------------
 
 
+def _run_suite(ctx: _Context, suite: _Suite) -> SuiteResult:
+    """One suite's rows; its expected rows with the reason when it is skipped or fails."""
+    group, names = suite.group, suite.names(ctx.plan)
+    why = suite.skip()
+    if why is not None:
+        ctx.progress(f"{group}: {why}")
+        return SuiteResult.not_run(group, names, why, failed=False)
+    started = time.perf_counter()
+    try:
+        result = SuiteResult(group, suite.run(ctx))
+    except Exception as exc:  # one broken suite must not lose the others' figures
+        reason = f"error: {type(exc).__name__}: {exc}"
+        ctx.progress(f"{group}: {reason}")
+        result = SuiteResult.not_run(group, names, reason, failed=True)
+    ctx.progress(f"{group}: done in {time.perf_counter() - started:.1f} s")
+    return result
+
+
 def run(
     plan: Plan,
     *,
@@ -471,29 +419,12 @@ def run(
     scratch = tempfile.mkdtemp(prefix="sandboxctl-bench-", dir=base_parent)
     ctx = _Context(plan, scratch, say, groups=tuple(groups))
     suites = _suites()
-    rows: list[Row] = []
-    errors: list[str] = []
+    results: list[SuiteResult] = []
     t0 = time.perf_counter()
     try:
         for group in GROUPS:
-            if group not in groups:
-                continue
-            suite = suites[group]
-            why = suite.skip()
-            if why is not None:
-                say(f"{group}: {why}")
-                rows += skipped_rows(suite.names(plan), group, why)
-                continue
-            started = time.perf_counter()
-            try:
-                got = suite.run(ctx)
-            except Exception as exc:  # one broken suite must not lose the others' figures
-                reason = f"error: {type(exc).__name__}: {exc}"
-                errors.append(f"{group}: {reason}")
-                say(f"{group}: {reason}")
-                got = skipped_rows(suite.names(plan), group, reason)
-            say(f"{group}: done in {time.perf_counter() - started:.1f} s")
-            rows += got
+            if group in groups:
+                results.append(_run_suite(ctx, suites[group]))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     wall = time.perf_counter() - t0
@@ -501,9 +432,9 @@ def run(
         title=f"sandboxctl bench ({plan.name}): medians of repetitions, (min..max) beside each",
         command=command,
         facts=facts.items(),
-        rows=rows,
+        rows=[row for result in results for row in result.rows],
         wall_seconds=wall,
         facts_json=facts.to_dict(),
         settings=attrs.asdict(plan),
     )
-    return BenchResult(report, ctx.open_points, errors)
+    return BenchResult(report, results, ctx.open_points)

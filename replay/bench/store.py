@@ -1,6 +1,7 @@
 """Benchmarks of the sandbox Store against raw references measured in the same run.
 
-Run: ``python -m replay.bench.store [--quick] [--dir DIR]``.
+Run: ``sandboxctl bench --only store,eventsourcing`` (``python -m
+replay.bench.commands`` takes the same options).
 
 ===========================================  =========================================  =========
 figure                                       reference                                  target
@@ -13,8 +14,10 @@ our append, 1 event per durable append       eventsourcing + SQLite file (WAL), 
                                              event per save
 our replay (read + apply), events/s          eventsourcing rebuild of the same          >= 10
                                              aggregate history (repository.get)
-Store.open, snapshot at 99% of the log       Store.open, full replay                    <= 0.05
 ===========================================  =========================================  =========
+
+Store.open with and without a snapshot is ``replay.bench.openscale``'s
+(three sizes, one history each).
 
 The workload is a node's life: sandboxes are added READY (with a realistic
 CRI config), get several StatusUpdated events (pid changes, stop), and are
@@ -27,20 +30,16 @@ choice: an add is one validated event, one msgpack encode, one record with
 checksum and chain digest, one fdatasync, one projection apply.
 
 Absolute figures depend on the machine (a VM's write-back cache makes
-fdatasync cheap); compare ratios. Each ``bench_*`` function returns rows
-(dicts with ``name``, ``value``, ``unit``, ``reference_name``,
-``reference_value``, ``ratio``, ``target``) like ``replay.bench.log``.
+fdatasync cheap); compare ratios. Each ``bench_*`` function returns
+``replay.bench.rows.Row`` objects (one repetition), like ``replay.bench.log``.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import gc
 import os
 import random
-import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -67,19 +66,15 @@ from sandbox.status import State, Status
 from sandbox.store import Store
 
 from . import measure
-from .measure import RowDict as Row
 from .measure import scratch
+from .rows import Row
 
-_row = functools.partial(measure.result_row, unit="events/s")
+_row = functools.partial(Row.measured, unit="events/s")
 
 __all__ = [
     "bench_durable_add",
     "bench_eventsourcing",
-    "bench_open_snapshot",
     "bench_replay",
-    "format_table",
-    "main",
-    "run_all",
     "workload",
     "write_workload",
 ]
@@ -209,9 +204,18 @@ def bench_durable_add(parent: str | None = None, count: int = 2000) -> list[Row]
                     store.add(sb)
 
             value = count / _timed(add_loop)
-    row = _row("durable add", value, "raw os.write+fdatasync loop", raw, 0.5, unit="adds/s")
-    row["event_bytes"] = size
-    return [row]
+    extra = {"event_bytes": size}
+    return [
+        _row(
+            "durable add",
+            value,
+            "raw os.write+fdatasync loop",
+            raw,
+            0.5,
+            unit="adds/s",
+            extra=extra,
+        )
+    ]
 
 
 # -- replay ------------------------------------------------------------------------
@@ -357,91 +361,3 @@ def bench_eventsourcing(
             10.0,
         ),
     ]
-
-
-# -- Store.open with a snapshot -----------------------------------------------------
-
-
-def bench_open_snapshot(
-    parent: str | None = None, count: int = 1_000_000, logdir: str | None = None
-) -> list[Row]:
-    """Store.open with a snapshot at 99% of the log vs Store.open with a full replay."""
-    with scratch(parent, "store-bench-") as d:
-        state = os.path.join(d, "state")
-        netns_dir = os.path.join(d, "netns")
-        if logdir is None:
-            write_workload(state, count)
-        else:
-            shutil.copytree(logdir, state)
-        at = count * 99 // 100
-        proj = Projection(netns_dir)
-        head = b""
-        position = None
-        for rec in eventlog.read(state, to_seq=at + 1):
-            if rec.seq > at:  # where record ``at`` ends: where the next one starts
-                position = eventlog.Position(rec.segment, rec.offset, at, head)
-                break
-            proj.apply(rec.seq, rec.payload)
-            head = rec.digest
-        data = snapshot.encode(proj, head, position)
-        snap_path = snapshot.write_snapshot(state, at, data)
-
-        def open_close() -> Store:
-            with Store.open(state, netns_dir=netns_dir, durability="none") as store:
-                return store
-
-        with_snap = _timed(open_close)
-        opened = open_close()
-        assert opened.load_result is not None and opened.load_result.snapshot == snap_path
-        os.rename(snap_path, snap_path + ".off")
-        full = _timed(open_close)
-    return [
-        _row(
-            f"Store.open {count:,} events, snapshot at 99%",
-            with_snap,
-            "Store.open, full replay",
-            full,
-            "<= 0.05",
-            unit="s",
-            ratio=with_snap / full,
-        )
-    ]
-
-
-# -- all --------------------------------------------------------------------------
-
-
-def run_all(*, quick: bool = False, parent: str | None = None) -> list[Row]:
-    """Every benchmark of this module; ``quick`` shrinks the counts."""
-    n = 200_000 if quick else 1_000_000
-    rows = bench_durable_add(parent, 500 if quick else 2000)
-    with scratch(parent, "store-bench-") as d:
-        logdir = os.path.join(d, "log")
-        write_workload(logdir, n)
-        replay_rows = bench_replay(parent, n, logdir=logdir)
-        rows += replay_rows
-        # Our replay is measured again on the same events as eventsourcing's
-        # rebuild, back to back, so both see the same machine load.
-        rows += bench_eventsourcing(parent, 2_000 if quick else 10_000)
-        rows += bench_open_snapshot(parent, n, logdir=logdir)
-    return rows
-
-
-def format_table(rows: list[Row]) -> str:
-    return measure.format_table(
-        rows, name_width=44, reference_width=40, target_width=8, ratio_digits=3
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m replay.bench.store", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="200k events instead of 1M")
-    parser.add_argument("--dir", default=None, help="scratch directory (default: system temp)")
-    args = parser.parse_args(argv)
-    rows = run_all(quick=args.quick, parent=args.dir)
-    print(format_table(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

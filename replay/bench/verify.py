@@ -29,7 +29,6 @@ import gc
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 import msgpack
 
@@ -98,7 +97,7 @@ def bench_verify_history(
     say = progress if progress is not None else (lambda _msg: None)
     path = os.path.join(history.base, "payloads.msgpack")
     count = payload_file(history.state_dir, path)
-    samples: list[list[dict[str, Any]]] = []
+    samples: list[list[Row]] = []
     try:
         for rep in range(reps):
             say(f"verify: {count:,} records, repetition {rep + 1}/{reps}")
@@ -108,31 +107,30 @@ def bench_verify_history(
             else:
                 rate = _eventlog_verify_rate(history.state_dir, count)
                 raw = unpacker_rate(path, count)
+            unpacker = "raw msgpack.Unpacker, same payloads"
             rows = [
-                {
-                    "name": f"verify {count:,} records (checksums + chain)",
-                    "value": rate,
-                    "unit": "records/s",
-                    "reference_name": "raw msgpack.Unpacker, same payloads",
-                    "reference_value": raw,
-                    "ratio": rate / raw,
-                    "target": None,
-                    "note": "eventlog.verify; no target in the issue",
-                }
+                Row.measured(
+                    f"verify {count:,} records (checksums + chain)",
+                    rate,
+                    unpacker,
+                    raw,
+                    None,
+                    unit="records/s",
+                    note="eventlog.verify; no target in the issue",
+                )
             ]
             if audit:
                 full = _audit_rate(history.state_dir, history.netns_dir, count)
                 rows.append(
-                    {
-                        "name": f"sandboxctl verify {count:,} records (full audit)",
-                        "value": full,
-                        "unit": "records/s",
-                        "reference_name": "raw msgpack.Unpacker, same payloads",
-                        "reference_value": raw,
-                        "ratio": full / raw,
-                        "target": None,
-                        "note": "replay.verify: + state machine, snapshots",
-                    }
+                    Row.measured(
+                        f"sandboxctl verify {count:,} records (full audit)",
+                        full,
+                        unpacker,
+                        raw,
+                        None,
+                        unit="records/s",
+                        note="replay.verify: + state machine, snapshots",
+                    )
                 )
             samples.append(rows)
     finally:

@@ -12,19 +12,8 @@ import json
 
 import pytest
 
-from replay.bench.rows import (
-    Report,
-    Row,
-    Spread,
-    Target,
-    aggregate,
-    fmt_num,
-    render,
-    render_json,
-    render_markdown,
-    render_table,
-    skipped_rows,
-)
+from replay.bench.render import Report, render, render_json, render_markdown, render_table
+from replay.bench.rows import Row, Spread, Target, aggregate, fmt_num, skipped_rows
 
 
 def _dict(name: str, value: float, ref: float, target: object, unit: str = "records/s") -> dict:

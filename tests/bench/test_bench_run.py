@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from replay.bench.commands import add_bench_parser, run_bench
-from replay.bench.runner import GROUPS, Plan, expected_names, run
+from replay.bench.plan import Plan
+from replay.bench.runner import GROUPS, expected_names, run
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
