@@ -55,6 +55,27 @@ class UnsupportedFormatError(CorruptLogError):
     """
 
 
+class UnsafeFileError(CorruptLogError):
+    """A file below the log directory is not the regular, single-link file it must be.
+
+    ``found`` says what is there instead (a symlink, a FIFO, a directory, a
+    device, a regular file with N hard links). A CorruptLogError so that
+    readers and ``verify`` report it where they report damage (at offset 0 of
+    that path), and never follow, block on or write through it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], found: str):
+        super().__init__(path, 0, None, f"{found} where a regular file with one link must be")
+        self.found = found
+        self.args = (f"unsafe file in event log: {self.segment} is {self.reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[type[UnsafeFileError], tuple[str, str]]:  # type: ignore[override]
+        return (type(self), (self.segment, self.found))
+
+
 class LogLockedError(EventLogError):
     """Another writer holds the directory's lock.
 
@@ -111,3 +132,30 @@ class PositionMismatchError(EventLogError):
             f"position {position.segment}@{position.offset} (seq {position.seq}) "
             f"does not match the log: {reason}"
         )
+
+
+class HistoryNotLocalError(EventLogError):
+    """A read asked for records that compaction removed from this directory.
+
+    ``first_local_seq`` is the first seq still here (FORMAT.md, "Compaction");
+    ``where`` says where the older history went (an archive directory, the
+    fleet stream, or nowhere). Not corruption: the log's ``HISTORY`` record
+    says the head was removed on purpose.
+    """
+
+    def __init__(self, directory: str, from_seq: int, first_local_seq: int, where: str):
+        self.directory = directory
+        self.from_seq = from_seq
+        self.first_local_seq = first_local_seq
+        self.where = where
+        super().__init__(
+            f"event log {directory}: history before seq {first_local_seq} is not local "
+            f"(compacted; {where}); asked for seq {from_seq}"
+        )
+
+    def __reduce__(self) -> tuple[type[HistoryNotLocalError], tuple[str, int, int, str]]:
+        return (type(self), (self.directory, self.from_seq, self.first_local_seq, self.where))
+
+
+class CompactionRefusedError(EventLogError):
+    """``compact`` would remove history it must keep (unshipped records, a bad log)."""

@@ -45,10 +45,11 @@ from watchdog.observers.api import BaseObserver
 
 from eventlog.closing import Closing
 
-from .errors import CorruptLogError, EventLogError
+from .errors import CorruptLogError, EventLogError, HistoryNotLocalError
+from .files import read_from
 from .format import DEFAULT_MAX_RECORD_BYTES, FORMAT_VERSION, SEGMENT_HEADER_SIZE, Record
 from .scanner import CLEAN, ScanState, check_segment_header, scan_records
-from .segments import SegmentFile, check_first_segment, list_segments, read_from, segment_file
+from .segments import SegmentFile, check_first_segment, list_segments, segment_file
 
 __all__ = ["Follower", "follow"]
 
@@ -99,7 +100,9 @@ class Follower(Closing):
         segments = list_segments(directory)
         if not segments:
             raise EventLogError(f"no event log in {directory} (no segment files)")
-        check_first_segment(directory, segments)
+        segments, history = check_first_segment(directory, segments)
+        if history is not None and from_seq < history.first_seq:
+            raise HistoryNotLocalError(directory, from_seq, history.first_seq, history.where())
         firsts = [s.first_seq for s in segments]
         self._segment: SegmentFile = segments[max(0, bisect.bisect_right(firsts, from_seq) - 1)]
         # None until the current segment's header has been read and checked.
@@ -107,6 +110,9 @@ class Follower(Closing):
         self._version = FORMAT_VERSION
         # (seq, digest) the current segment's header must continue from.
         self._expect: tuple[int, bytes] | None = None
+        if history is not None and self._segment.first_seq == history.first_seq:
+            # The kept first segment must chain to the compaction record's digest.
+            self._expect = (history.first_seq, history.prev_digest)
         self._keyed: bool | None = None
         self._records: Iterator[Record] | None = None
         self._has_next = False

@@ -56,14 +56,14 @@ history.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import os
 from collections.abc import Iterator
 from itertools import chain
 
 import attrs
 
-from .errors import CorruptLogError, EventLogError, PositionMismatchError
+from .errors import CorruptLogError, EventLogError, HistoryNotLocalError, PositionMismatchError
+from .files import read_file, reading
 from .format import (
     DEFAULT_MAX_RECORD_BYTES,
     DIGEST_SIZE,
@@ -74,6 +74,8 @@ from .format import (
     Record,
     SegmentHeader,
 )
+from .history import History, history_mac
+from .position import Resume, check_position
 from .scanner import (
     STOPPED,
     TAIL,
@@ -82,22 +84,9 @@ from .scanner import (
     check_segment_header,
     scan_records,
 )
-from .segments import SegmentFile, check_first_segment, list_segments, read_file
-from .torn import record_at
+from .segments import SegmentFile, check_first_segment, list_segments
 
-__all__ = ["PositionMismatchError", "SegmentWalk", "end_position", "read"]
-
-
-@attrs.frozen
-class _Resume:
-    """A checked start position: the segment's bytes from ``base`` and the scan state."""
-
-    index: int
-    data: bytes
-    base: int
-    state: ScanState
-    key: bytes | None
-    version: int
+__all__ = ["PositionMismatchError", "SegmentWalk", "end_position", "local_history", "read"]
 
 
 @attrs.define
@@ -149,7 +138,14 @@ class SegmentWalk:
         self.segments: list[SegmentFile] = list_segments(directory)
         if not self.segments:
             raise EventLogError(f"no event log in {directory} (no segment files)")
-        check_first_segment(directory, self.segments)
+        self.segments, self.history = check_first_segment(directory, self.segments)
+        #: The first seq this directory holds (1 unless compacted).
+        self.first_local_seq = 1 if self.history is None else self.history.first_seq
+        if from_seq < self.first_local_seq and not whole_history:
+            assert self.history is not None
+            raise HistoryNotLocalError(
+                directory, from_seq, self.first_local_seq, self.history.where()
+            )
         if whole_history:
             self.start = 0
         else:
@@ -247,86 +243,21 @@ class SegmentWalk:
             return  # the position checked out; nothing to yield
         yield from self._scans(resume)
 
-    def _check_position(self, pos: Position) -> _Resume | None:
+    def _check_position(self, pos: Position) -> Resume | None:
         """The position's segment bytes and scan state if the position checks out.
 
         None (and ``position_use`` says why) otherwise: the caller falls back
-        to a full scan, which decides what the log really holds.
+        to a full scan, which decides what the log really holds. The rule
+        itself lives in ``eventlog.position`` (writer-open recovery uses it too).
         """
-
-        def no(why: str) -> _Resume | None:
-            self.position_use = f"fallback: {why}"
+        checked = check_position(
+            self.segments, pos, chain_key=self._chain_key, max_record_bytes=self.max_record_bytes
+        )
+        if isinstance(checked, str):
+            self.position_use = f"fallback: {checked}"
             return None
-
-        segments = self.segments
-        index = next((i for i, s in enumerate(segments) if s.name == pos.segment), -1)
-        if index < 0:
-            return no(f"no segment {pos.segment!r}")
-        seg = segments[index]
-        is_last = index == len(segments) - 1
-        seq, offset, digest = pos.seq, pos.offset, pos.digest
-        if not seg.first_seq - 1 <= seq or (not is_last and segments[index + 1].first_seq <= seq):
-            return no(f"seq {seq} is not in segment {seg.name}")
-        if offset < SEGMENT_HEADER_SIZE or len(digest) != DIGEST_SIZE:
-            return no("offset or digest out of range")
-        base = max(SEGMENT_HEADER_SIZE, offset - RECORD_TRAILER_SIZE)
-        try:
-            with open(seg.path, "rb", buffering=0) as f:
-                if offset > os.fstat(f.fileno()).st_size:
-                    return no(f"offset {offset} is past the end of {seg.name}")
-                head = f.read(SEGMENT_HEADER_SIZE)
-                f.seek(base)
-                data = f.read()
-        except (OSError, OverflowError, ValueError) as exc:
-            return no(f"segment {seg.name} unreadable at the position ({exc})")
-        if offset > base + len(data):
-            return no(f"offset {offset} is past the end of {seg.name}")
-        try:
-            header = check_segment_header(head, seg.path, seg.first_seq, is_last=is_last)
-            if header is None:
-                return no(f"segment {seg.name} has no header yet")
-            key = self._chain_key(seg, header)
-        except CorruptLogError as exc:
-            return no(str(exc))
-        if offset == SEGMENT_HEADER_SIZE:
-            if seq != header.first_seq - 1 or digest != header.prev_digest:
-                return no("offset 64 but seq/digest differ from the segment header")
-        elif (
-            seq < header.first_seq
-            or data[offset - base - RECORD_TRAILER_SIZE :][:DIGEST_SIZE] != digest
-        ):
-            return no(f"the record ending at offset {offset} does not end with the digest")
-        rest = len(data) - (offset - base)
-        layout = header.layout
-        if rest >= layout.header_size:
-            at = offset - base
-            found = record_at(data, at, layout, self.max_record_bytes)
-            if found is None or found.seq != seq + 1:
-                return no(f"no whole record with seq {seq + 1} at offset {offset}")
-            if key is not None:
-                h = hashlib.blake2b(digest_size=DIGEST_SIZE, key=key)
-                h.update(digest + data[at : at + layout.signed_size])
-                h.update(data[at + layout.header_size : found.end - RECORD_TRAILER_SIZE])
-                if h.digest() != found.digest:
-                    return no(f"the record at offset {offset} does not chain from the digest")
-        elif rest:
-            return no(f"a partial record at offset {offset}")
-        elif not is_last:
-            nxt = segments[index + 1]
-            try:
-                with open(nxt.path, "rb", buffering=0) as f:
-                    nhead = f.read(SEGMENT_HEADER_SIZE)
-                nheader = check_segment_header(
-                    nhead, nxt.path, nxt.first_seq, is_last=index + 1 == len(segments) - 1
-                )
-            except (OSError, CorruptLogError) as exc:
-                return no(str(exc))
-            if nheader is not None and (
-                nheader.first_seq != seq + 1 or nheader.prev_digest != digest
-            ):
-                return no(f"segment {nxt.name} does not continue from the position")
         self.segments_read += 1
-        return _Resume(index, data, base, ScanState(offset, seq + 1, digest), key, header.version)
+        return checked
 
     def _fallback(self, pos: Position) -> Iterator[Record]:
         """A scan from the header of the segment holding ``pos.seq``, checking its digest."""
@@ -358,7 +289,7 @@ class SegmentWalk:
             if record.seq >= from_seq:
                 yield record
 
-    def _scans(self, resume: _Resume | None = None) -> Iterator[Iterator[Record]]:
+    def _scans(self, resume: Resume | None = None) -> Iterator[Iterator[Record]]:
         segments = self.segments
         expect_seq: int | None = None
         expect_digest: bytes | None = None
@@ -369,7 +300,7 @@ class SegmentWalk:
             seg = segments[resume.index]
             is_last = resume.index == len(segments) - 1
             yield self._scan(
-                seg, resume.data, resume.base, state, resume.key, is_last, resume.version
+                seg, resume.data, resume.base, state, resume.key, is_last, resume.header.version
             )
             if self._ended(seg, state):
                 return
@@ -395,6 +326,8 @@ class SegmentWalk:
             if header is None:
                 self.torn = TornTail(seg.path, 0, len(data), "segment header not written")
                 return
+            if expect_digest is None and self.history is not None and index == 0:
+                self._check_history(seg, header, self.history)
             if expect_digest is not None and header.prev_digest != expect_digest:
                 raise CorruptLogError(
                     seg.path,
@@ -412,6 +345,29 @@ class SegmentWalk:
             expect_seq = state.seq
             expect_digest = state.digest
             index += 1
+
+    def _check_history(self, seg: SegmentFile, header: SegmentHeader, history: History) -> None:
+        """The kept first segment of a compacted log must continue the ``HISTORY`` record.
+
+        Its ``prev_digest`` must be the record's digest (a forged record does
+        not chain), and on a keyed log the record's MAC must hold under the key
+        (without the key it cannot be checked, like the chain).
+        """
+        if header.prev_digest != history.prev_digest:
+            raise CorruptLogError(
+                seg.path,
+                24,
+                history.first_seq,
+                "digest discontinuity: prev_digest differs from the HISTORY record's digest",
+            )
+        if header.keyed != bool(history.mac):
+            raise CorruptLogError(
+                seg.path, 10, history.first_seq, "HISTORY record's MAC does not match the keying"
+            )
+        if header.keyed and self.key is not None and history_mac(history, self.key) != history.mac:
+            raise CorruptLogError(
+                seg.path, 0, history.first_seq, "HISTORY record's MAC does not hold under the key"
+            )
 
     def _relist(self, index: int, expect_seq: int) -> list[SegmentFile]:
         """The segments again, when the next one listed is not the one expected.
@@ -487,6 +443,20 @@ def read(
     return walk.records()
 
 
+def local_history(directory: str | os.PathLike[str]) -> History | None:
+    """The log's ``HISTORY`` record: None when its history is local from seq 1.
+
+    For tools that read "everything that is here": ``read(directory,
+    from_seq=h.first_seq)``, and a note saying where the rest went
+    (``h.note()``). ``read`` itself defaults to seq 1 and raises
+    HistoryNotLocalError on a compacted log, so that nothing (a full replay
+    of the store, say) mistakes the local tail for the whole history.
+    """
+    d = os.fspath(directory)
+    _, history = check_first_segment(d, list_segments(d))
+    return history
+
+
 def end_position(directory: str | os.PathLike[str], seq: int, digest: bytes) -> Position | None:
     """The position just after record ``seq`` if it is the log's last record now.
 
@@ -506,7 +476,7 @@ def end_position(directory: str | os.PathLike[str], seq: int, digest: bytes) -> 
         return None
     seg = segments[-1]
     try:
-        with open(seg.path, "rb", buffering=0) as f:
+        with reading(seg.path) as f:
             size = os.fstat(f.fileno()).st_size
             if size == SEGMENT_HEADER_SIZE:
                 header = f.read(SEGMENT_HEADER_SIZE)

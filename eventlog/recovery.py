@@ -3,7 +3,17 @@
 Only the LAST segment is examined when a writer opens (opening must stay
 cheap; ``verify`` checks the rest). The shared scanner walks it, checking
 framing, crcs and the chain (payloads are not decoded here: readers and
-``verify`` do that), and classifies its end exactly as readers do:
+``verify`` do that), and classifies its end exactly as readers do.
+
+Given a known position (``start``, e.g. a snapshot's) that holds by the
+readers' rule (``eventlog.position``, the one home of that rule) and lies
+in the last segment, the walk starts there instead of at the segment's
+header: a small log with a snapshot then opens in the time of its tail,
+not of its last segment. The records before the position are then left to
+``verify``, like earlier segments; everything after it is checked and
+judged exactly as in a full walk. A position that does not hold only costs
+the full walk, never an error (a snapshot is a hint, not an authority).
+How the segment ends:
 
 - clean: nothing to do;
 - torn (FORMAT.md, "Torn tails and corruption": short header, zero-filled
@@ -33,15 +43,17 @@ import os
 import attrs
 
 from .errors import CorruptLogError, EventLogError, KeyRequiredError
-from .format import SEGMENT_HEADER_SIZE, ZERO_DIGEST, SegmentHeader, encode_segment_header
-from .scanner import CLEAN, TORN, ScanState, check_segment_header, scan_records
-from .segments import (
-    SegmentFile,
-    broken_path,
-    fsync_dir,
-    read_file,
-    write_file_durably,
+from .files import open_existing, read_file, write_file_durably
+from .format import (
+    SEGMENT_HEADER_SIZE,
+    ZERO_DIGEST,
+    Position,
+    SegmentHeader,
+    encode_segment_header,
 )
+from .position import Resume, check_position
+from .scanner import CLEAN, TORN, ScanState, check_segment_header, scan_records
+from .segments import SegmentFile, broken_path, fsync_dir
 
 __all__ = ["Tail", "check_key", "recover_tail"]
 
@@ -68,7 +80,15 @@ class Tail:
     digest: bytes
     repair: str = ""
     #: The proof the last record carries (format v2): seqs up to it were durable.
+    #: 0 when a start position was used and no record follows it (no proof
+    #: claimed; a lower proof is always safe).
     durable_seq: int = 0
+    #: Where the check of the last segment began (64: its header) and how many
+    #: records it checked: what a start position saved, without timing anything.
+    checked_from: int = SEGMENT_HEADER_SIZE
+    records_checked: int = 0
+    #: How a start position was used: "" (none given), "used" or "fallback: <why>".
+    position_use: str = ""
 
 
 def check_key(header: SegmentHeader, key: bytes | None, path: str) -> None:
@@ -170,37 +190,117 @@ def recover_tail(
     *,
     key: bytes | None,
     max_record_bytes: int,
+    start: Position | None = None,
 ) -> Tail:
-    """Check the last segment, repair a torn tail, return where appends continue."""
+    """Check the last segment, repair a torn tail, return where appends continue.
+
+    ``start``: a known position (e.g. a snapshot's). When it holds by the
+    readers' rule (``eventlog.position``) and lies in the last segment, only
+    the bytes after it are checked; otherwise the whole last segment is.
+    """
     seg = segments[-1]
+    fallback = ""
+    if start is not None:
+        resumed = _resume(segments, start, key=key, max_record_bytes=max_record_bytes)
+        if isinstance(resumed, Resume):
+            return _check_from(directory, seg, resumed, max_record_bytes=max_record_bytes)
+        fallback = f"fallback: {resumed}"
     data = read_file(seg.path)
     header = check_segment_header(data, seg.path, seg.first_seq, is_last=True)
     if header is None:
-        return _recreate_segment(
+        tail = _recreate_segment(
             directory, segments, data, key=key, max_record_bytes=max_record_bytes
         )
+        return attrs.evolve(tail, position_use=fallback)
     check_key(header, key, seg.path)
     state = _scan_segment(
         seg, data, header, key=key or b"", is_last=True, max_record_bytes=max_record_bytes
     )
-    repair = ""
-    if state.end == TORN:
-        cut = state.offset
-        moved = broken_path(seg.path)
-        write_file_durably(moved, data[cut:])
-        fsync_dir(directory)
-        fd = os.open(seg.path, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            os.ftruncate(fd, cut)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(directory)
-        repair = (
-            f"cut torn tail of {seg.name}: {len(data) - cut} bytes from offset {cut} "
-            f"({state.reason}); copied to {os.path.basename(moved)}"
-        )
-        log.warning("event log %s: %s", directory, repair)
-    else:
+    repair = _cut_if_torn(directory, seg, data, 0, state)
+    return Tail(
+        seg,
+        header,
+        state.offset,
+        state.seq - 1,
+        state.digest,
+        repair,
+        state.durable_seq,
+        checked_from=SEGMENT_HEADER_SIZE,
+        records_checked=state.records,
+        position_use=fallback,
+    )
+
+
+def _resume(
+    segments: list[SegmentFile], start: Position, *, key: bytes | None, max_record_bytes: int
+) -> Resume | str:
+    """The checked ``start`` in the last segment, or why it cannot be used."""
+    if start.segment != segments[-1].name:
+        return f"position is not in the last segment ({segments[-1].name})"
+
+    def chain_key(seg: SegmentFile, header: SegmentHeader) -> bytes:
+        check_key(header, key, seg.path)
+        return key or b""
+
+    return check_position(segments, start, chain_key=chain_key, max_record_bytes=max_record_bytes)
+
+
+def _check_from(directory: str, seg: SegmentFile, resume: Resume, *, max_record_bytes: int) -> Tail:
+    """Check the last segment from a checked position on: records after it only."""
+    state = resume.state
+    checked_from = state.offset
+    for _ in scan_records(
+        resume.data,
+        resume.base,
+        state.offset,
+        state,
+        path=seg.path,
+        name=seg.name,
+        key=resume.key,
+        is_last=True,
+        max_record_bytes=max_record_bytes,
+        from_seq=_NO_DECODE,
+        version=resume.header.version,
+    ):
+        pass
+    repair = _cut_if_torn(directory, seg, resume.data, resume.base, state)
+    return Tail(
+        seg,
+        resume.header,
+        state.offset,
+        state.seq - 1,
+        state.digest,
+        repair,
+        state.durable_seq,
+        checked_from=checked_from,
+        records_checked=state.records,
+        position_use="used",
+    )
+
+
+def _cut_if_torn(directory: str, seg: SegmentFile, data: bytes, base: int, state: ScanState) -> str:
+    """Cut a torn tail the scan found (``data`` holds the segment from ``base``).
+
+    The cut bytes are kept in ``<segment>.broken`` first; returns what was
+    done, or "" for a clean end.
+    """
+    if state.end != TORN:
         assert state.end == CLEAN, state.end
-    return Tail(seg, header, state.offset, state.seq - 1, state.digest, repair, state.durable_seq)
+        return ""
+    cut = state.offset
+    moved = broken_path(seg.path)
+    write_file_durably(moved, data[cut - base :])
+    fsync_dir(directory)
+    fd = open_existing(seg.path, os.O_RDWR)
+    try:
+        os.ftruncate(fd, cut)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(directory)
+    repair = (
+        f"cut torn tail of {seg.name}: {state.eof - cut} bytes from offset {cut} "
+        f"({state.reason}); copied to {os.path.basename(moved)}"
+    )
+    log.warning("event log %s: %s", directory, repair)
+    return repair

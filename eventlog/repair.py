@@ -31,12 +31,12 @@ what they are cutting.
 from __future__ import annotations
 
 import os
-import stat
 from typing import cast
 
 import attrs
 
 from .errors import CorruptLogError, EventLogError, UnsupportedFormatError
+from .files import open_existing, read_from, reading, write_file_durably
 from .format import (
     LAYOUTS,
     RECORD_TRAILER_SIZE,
@@ -50,13 +50,7 @@ from .lock import WriterLock
 from .reader import SegmentWalk
 from .recovery import check_key
 from .scanner import check_segment_header
-from .segments import (
-    SegmentFile,
-    broken_path,
-    fsync_dir,
-    read_from,
-    write_file_durably,
-)
+from .segments import SegmentFile, broken_path, fsync_dir
 
 __all__ = [
     "CutPoint",
@@ -164,13 +158,11 @@ def hex_dump(path: str, offset: int, context: int = DUMP_CONTEXT) -> str:
     follow a link or block on a FIFO here).
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
+        fd = open_existing(path)
+    except (OSError, EventLogError):
         return ""
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return ""
         lo = max(0, offset - context) // _LINE * _LINE
         hi = min(st.st_size, -(-(offset + context) // _LINE) * _LINE)
         data = os.pread(fd, max(0, hi - lo), lo)
@@ -206,7 +198,7 @@ def _first_header_ok(seg: SegmentFile, key: bytes | None) -> bool:
     the way a writer checks it, before anything is walked.
     """
     try:
-        with open(seg.path, "rb", buffering=0) as f:
+        with reading(seg.path) as f:
             head = f.read(SEGMENT_HEADER_SIZE)
         header = check_segment_header(head, seg.path, seg.first_seq, is_last=False)
     except (OSError, CorruptLogError):
@@ -353,7 +345,7 @@ def _cut(directory: str, damage: Damage, point: CutPoint) -> RepairResult:
         write_file_durably(kept_path, encode_segment_header(1, ZERO_DIGEST, keyed=damage.keyed))
         size = SEGMENT_HEADER_SIZE
     else:
-        fd = os.open(kept_path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_existing(kept_path, os.O_RDWR)
         try:
             os.ftruncate(fd, point.offset)
             os.fsync(fd)

@@ -20,6 +20,7 @@ import attrs
 
 from .errors import CorruptLogError, EventLogError
 from .format import segment_name
+from .history import History, load_history
 
 __all__ = [
     "SegmentFile",
@@ -28,11 +29,8 @@ __all__ = [
     "fsync_dir",
     "list_segments",
     "make_directory",
-    "read_file",
-    "read_from",
     "segment_file",
     "segment_name",
-    "write_file_durably",
 ]
 
 _SEGMENT_RE = re.compile(r"^(\d{20})\.log$")
@@ -79,15 +77,40 @@ def segment_file(directory: str, first_seq: int) -> SegmentFile | None:
     return SegmentFile(first_seq, name, path) if os.path.lexists(path) else None
 
 
-def check_first_segment(directory: str, segments: list[SegmentFile]) -> None:
-    """History must start at seq 1: a missing first segment is a removed head."""
-    if segments and segments[0].first_seq != 1:
+def check_first_segment(
+    directory: str, segments: list[SegmentFile]
+) -> tuple[list[SegmentFile], History | None]:
+    """Where the local history starts: the segments from there, and the ``HISTORY`` record.
+
+    Without a ``HISTORY`` record history must start at seq 1: a missing
+    first segment is a removed head (an attacker deleting segments is
+    caught). With one (a compacted log, FORMAT.md "Compaction") the segment
+    named for its ``first_seq`` must exist; segments wholly before it are
+    what an interrupted compaction had not removed yet, and are not part of
+    the local history (the next compaction removes them). The caller checks
+    that the kept first segment's ``prev_digest`` is the record's digest.
+    """
+    history = load_history(directory)
+    if history is None:
+        if segments and segments[0].first_seq != 1:
+            raise CorruptLogError(
+                segments[0].path,
+                0,
+                1,
+                f"history head removed: first segment starts at seq {segments[0].first_seq}, "
+                "not 1, and there is no HISTORY record of a compaction",
+            )
+        return segments, None
+    firsts = [s.first_seq for s in segments]
+    if history.first_seq not in firsts:
         raise CorruptLogError(
-            segments[0].path,
+            os.path.join(directory, segment_name(history.first_seq)),
             0,
-            1,
-            f"history head removed: first segment starts at seq {segments[0].first_seq}, not 1",
+            history.first_seq,
+            f"history head removed: HISTORY says the log starts at seq {history.first_seq}, "
+            "but no segment starts there",
         )
+    return segments[firsts.index(history.first_seq) :], history
 
 
 def fsync_dir(directory: str) -> None:
@@ -130,29 +153,3 @@ def broken_path(path: str) -> str:
         n += 1
         candidate = f"{path}.broken.{n}"
     return candidate
-
-
-def write_file_durably(path: str, data: bytes) -> None:
-    """Create ``path`` (must not exist) holding ``data``, fsynced (dir fsync is the caller's)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_file(path: str) -> bytes:
-    """The whole file in one read (the readers' fast path)."""
-    with open(path, "rb", buffering=0) as f:
-        return f.read()
-
-
-def read_from(path: str, offset: int) -> bytes:
-    """The bytes of ``path`` from ``offset`` to its current end."""
-    with open(path, "rb", buffering=0) as f:
-        f.seek(offset)
-        return f.read()

@@ -5,7 +5,9 @@ writer-open recovery, decoding every payload, and checks:
 
 - framing, both crcs and the chain digest of every record (the chain only
   when it can be checked: a keyed log needs its key);
-- gapless seqs from 1, segment names against headers, continuity of seq and
+- gapless seqs from 1 (from the ``HISTORY`` record's first seq on a
+  compacted log, whose digest the kept first segment must continue; a note
+  says where the older history went), segment names against headers, continuity of seq and
   digest across segments, a consistent keyed flag, batches whole;
 - with ``head`` (a digest an auditor recorded earlier): that some record's
   digest equals it, i.e. today's log still extends the history that was
@@ -26,6 +28,7 @@ import attrs
 from .errors import CorruptLogError
 from .format import DEFAULT_MAX_RECORD_BYTES, ZERO_DIGEST
 from .reader import SegmentWalk
+from .segments import list_segments
 
 __all__ = ["Problem", "VerifyReport", "verify"]
 
@@ -88,15 +91,7 @@ def verify(
     directory, no segment files); corrupt data always yields a report.
     ``head`` may be the 32 digest bytes or their hex.
     """
-    wanted: bytes | None
-    if isinstance(head, str):
-        try:
-            wanted = bytes.fromhex(head)
-        except ValueError:
-            raise ValueError(f"head is not a hex digest: {head!r}") from None
-    else:
-        wanted = head
-    found = wanted is not None and wanted == ZERO_DIGEST
+    wanted = _wanted_head(head)
     try:
         walk = SegmentWalk(
             os.fspath(directory),
@@ -116,40 +111,84 @@ def verify(
             problem=Problem.from_error(err),
             chain_checked=False,
         )
-    problem: Problem | None = None
-    records = 0
-    last_seq = 0
-    last_digest = ZERO_DIGEST
-    try:
-        for record in walk.records():
-            records += 1
-            last_seq = record.seq
-            last_digest = record.digest
-            if not found and record.digest == wanted:
-                found = True
-    except CorruptLogError as err:
-        problem = Problem.from_error(err)
-    if problem is None and wanted is not None and not found:
+    history = walk.history
+    scan = _scan(walk, wanted)
+    problem = scan.problem
+    if problem is None and wanted is not None and not scan.found:
         problem = Problem(
             walk.directory,
             0,
             None,
-            f"history rewritten: head {wanted.hex()} not found in the log",
+            f"history rewritten: head {wanted.hex()} not found in the log"
+            + ("" if history is None else f" ({history.note()}: check it there)"),
         )
-    notes: list[str] = []
-    if not walk.chain_checked:
-        notes.append(NOT_CHECKED_NOTE)
     torn = walk.torn
     return VerifyReport(
         ok=problem is None,
-        records=records,
+        records=scan.records,
         segments=len(walk.segments),
-        first_seq=1 if records else None,
-        last_seq=last_seq,
-        head=last_digest.hex(),
+        first_seq=walk.first_local_seq if scan.records else None,
+        last_seq=scan.last_seq,
+        head=(scan.last_digest if scan.records or history is None else history.prev_digest).hex(),
         problem=problem,
         chain_checked=walk.chain_checked,
         torn_tail=torn.size if torn is not None and problem is None else 0,
         torn_reason=torn.reason if torn is not None and problem is None else "",
-        notes=tuple(notes),
+        notes=_notes(walk),
     )
+
+
+def _wanted_head(head: bytes | str | None) -> bytes | None:
+    """``verify``'s ``head`` as digest bytes (None: no head to look for)."""
+    if isinstance(head, str):
+        try:
+            return bytes.fromhex(head)
+        except ValueError:
+            raise ValueError(f"head is not a hex digest: {head!r}") from None
+    return head
+
+
+@attrs.define
+class _Scan:
+    """What ``_scan`` saw: whole records up to the problem (if any), and the last of them."""
+
+    records: int = 0
+    last_seq: int = 0
+    last_digest: bytes = ZERO_DIGEST
+    found: bool = False  # ``wanted`` was seen (some record's digest, or where history starts)
+    problem: Problem | None = None
+
+
+def _scan(walk: SegmentWalk, wanted: bytes | None) -> _Scan:
+    """Read every record of ``walk``, looking for the digest ``wanted``."""
+    scan = _Scan(found=wanted is not None and wanted == ZERO_DIGEST)
+    history = walk.history
+    if history is not None and wanted is not None and wanted == history.prev_digest:
+        scan.found = True
+    try:
+        for record in walk.records():
+            scan.records += 1
+            scan.last_seq = record.seq
+            scan.last_digest = record.digest
+            if not scan.found and record.digest == wanted:
+                scan.found = True
+    except CorruptLogError as err:
+        scan.problem = Problem.from_error(err)
+    return scan
+
+
+def _notes(walk: SegmentWalk) -> tuple[str, ...]:
+    """The report's notes: where compacted history went, leftovers, an unchecked chain."""
+    history = walk.history
+    notes: list[str] = []
+    if history is not None:
+        notes.append(history.note())
+    leftovers = len(list_segments(walk.directory)) - len(walk.segments)
+    if history is not None and leftovers > 0:
+        notes.append(
+            f"{leftovers} segment(s) before seq {history.first_seq} left by an interrupted "
+            "compaction (not part of the history; the next compact removes them)"
+        )
+    if not walk.chain_checked:
+        notes.append(NOT_CHECKED_NOTE)
+    return tuple(notes)

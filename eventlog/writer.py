@@ -3,17 +3,9 @@
 Durability modes:
 
 ``always``
-    ``append`` returns only after its record is on stable storage, with
-    group commit by combining (LevelDB's writer queue): an appender queues
-    its request; if no group is in flight it becomes the leader, takes every
-    queued request, encodes them, writes them with one ``os.write``, calls
-    ``os.fdatasync`` once, and wakes each request it carried. Requests that
-    arrive meanwhile queue up for the next group, whose leader is the first
-    of them. N concurrent appenders thus share one write and one fsync, and
-    each sleeping appender is woken exactly once. (A first version let each
-    appender write for itself and share only the fsync, waking waiters
-    with a Condition's notify_all: with 16 threads the GIL hand-offs of
-    those wake-ups, not the disk, set the pace.)
+    ``append`` returns only after its record is on stable storage;
+    concurrent appenders share one ``os.write`` and one ``os.fdatasync``
+    (group commit, see ``commit``).
 ``batch``
     ``append`` returns after ``os.write``; a background thread fdatasyncs
     every ``batch_interval`` seconds when something is unsynced, and
@@ -33,11 +25,8 @@ already have dropped the dirty pages and a retry could "succeed" for data
 that is not on disk. Close and reopen: recovery re-reads what is really
 there.
 
-Rotation happens between appends: when the current segment holds at least
-one record and has reached ``segment_bytes``, the writer fsyncs it, creates
-``<next seq>.log`` with O_EXCL, writes and fsyncs its 64-byte header, and
-fsyncs the directory. A batch never straddles segments, so a batch bigger
-than ``segment_bytes`` makes one big segment.
+Rotation (see ``rotate``) happens between appends, when the current segment
+has reached ``segment_bytes``; a batch never straddles segments.
 
 Opening creates a missing directory, takes the lock (see ``lock``), repairs
 the last segment (see ``recovery``) and, unless durability is ``none``,
@@ -50,10 +39,10 @@ manager): the lock is held until then, or until the process dies.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
-import zlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -62,25 +51,32 @@ import msgpack
 
 from . import crashpoints
 from .closing import Closing
-from .errors import (
-    EventLogError,
-    LogClosedError,
-    LogPoisonedError,
-    RecordTooLargeError,
-)
+from .commit import APPEND_AFTER_FSYNC, GroupCommit, _Request
+
+# The crash points were registered here before commit and rotate were split
+# out: still importable from here.
+from .commit import APPEND_AFTER_WRITE as APPEND_AFTER_WRITE
+from .commit import APPEND_BEFORE_WRITE as APPEND_BEFORE_WRITE
+from .commit import BATCH_MID_WRITE as BATCH_MID_WRITE
+from .errors import EventLogError, LogClosedError, LogPoisonedError, RecordTooLargeError
+from .files import open_existing, write_file_durably
 from .format import (
-    _SIGNED,
-    CRC,
     DEFAULT_MAX_RECORD_BYTES,
     DIGEST_SIZE,
     FORMAT_VERSION,
     SEGMENT_HEADER_SIZE,
     ZERO_DIGEST,
+    Position,
     encode_segment_header,
     segment_name,
 )
 from .lock import WriterLock
+from .observe import Timings, keep
 from .recovery import Tail, recover_tail
+from .rotate import ROTATE_AFTER_CREATE as ROTATE_AFTER_CREATE
+from .rotate import ROTATE_AFTER_HEADER as ROTATE_AFTER_HEADER
+from .rotate import ROTATE_AFTER_SYNC_OLD as ROTATE_AFTER_SYNC_OLD
+from .rotate import Rotation
 from .scanner import check_segment_header
 from .segments import (
     SegmentFile,
@@ -88,7 +84,6 @@ from .segments import (
     fsync_dir,
     list_segments,
     make_directory,
-    write_file_durably,
 )
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "Durability", "EventLog", "EventLogStats"]
@@ -97,28 +92,27 @@ Durability = Literal["always", "batch", "none"]
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
 _MAX_U32 = 2**32 - 1
 
-APPEND_BEFORE_WRITE = crashpoints.register(
-    "append.before_write", "eventlog.writer: records encoded, nothing written yet"
-)
-APPEND_AFTER_WRITE = crashpoints.register(
-    "append.after_write", "eventlog.writer: records written to the segment, not yet fsynced"
-)
-APPEND_AFTER_FSYNC = crashpoints.register(
-    "append.after_fsync", "eventlog.writer: records durable, append not yet returned"
-)
-BATCH_MID_WRITE = crashpoints.register(
-    "batch.mid_write", "eventlog.writer: first half of a batch's bytes written, rest not"
-)
-ROTATE_AFTER_SYNC_OLD = crashpoints.register(
-    "rotate.after_sync_old", "eventlog.writer: old segment fsynced, new segment not created"
-)
-ROTATE_AFTER_CREATE = crashpoints.register(
-    "rotate.after_create", "eventlog.writer: new segment file exists, header not written"
-)
-ROTATE_AFTER_HEADER = crashpoints.register(
-    "rotate.after_header",
-    "eventlog.writer: new segment header written and fsynced, directory not fsynced",
-)
+log = logging.getLogger("eventlog")
+
+
+def _check_open_arguments(
+    durability: str,
+    segment_bytes: int,
+    max_record_bytes: int,
+    key: bytes | None,
+    batch_interval: float,
+) -> None:
+    """Raise ValueError for an argument of ``EventLog.open`` out of its range."""
+    if durability not in ("always", "batch", "none"):
+        raise ValueError(f"durability must be 'always', 'batch' or 'none', not {durability!r}")
+    if segment_bytes < 1:
+        raise ValueError("segment_bytes must be >= 1")
+    if not 1 <= max_record_bytes <= _MAX_U32:
+        raise ValueError("max_record_bytes must be between 1 and 2**32 - 1")
+    if key is not None and not (isinstance(key, bytes) and 1 <= len(key) <= 64):
+        raise ValueError("key must be 1 to 64 bytes (a blake2b key)")
+    if batch_interval <= 0:
+        raise ValueError("batch_interval must be > 0")
 
 
 @attrs.frozen
@@ -137,8 +131,12 @@ class EventLogStats:
     bytes_written: int
 
 
-class EventLog(Closing):
+class EventLog(GroupCommit, Rotation, Closing):
     """An open, locked event log directory: the only thing that appends to it."""
+
+    #: How ``open`` checked the last segment (``recovery.Tail``: where the check
+    #: began, how many records it checked, whether a start position was used).
+    open_check: Tail
 
     @classmethod
     def open(
@@ -150,45 +148,34 @@ class EventLog(Closing):
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         key: bytes | None = None,
         batch_interval: float = 0.05,
+        timings: Timings | None = None,
+        start: Position | None = None,
     ) -> EventLog:
         """Open (creating if missing) the log at ``directory`` for writing.
 
-        Raises LogLockedError when another writer holds it, CorruptLogError
-        when its last segment is corrupt (a torn tail is repaired, see
+        ``start``: a known position of this log (a snapshot's recorded
+        ``Position``), only a hint. When it holds (checked as ``read`` checks
+        one) and lies in the last segment, the open checks that segment from
+        there instead of from its header, so a snapshot open costs the tail,
+        not the segment; a wrong, stale or foreign one costs the full check,
+        never an error (FORMAT.md, "Recovery (writer open)").
+
+        ``timings`` (see ``eventlog.observe``) collects fsync and sampled
+        append latencies and group sizes for a metrics reader; None costs one
+        ``is None`` test per append. Raises
+        LogLockedError when another writer holds it, CorruptLogError when its
+        last segment is corrupt (a torn tail is repaired, see
         ``recovery``), KeyRequiredError for a keyed log without ``key`` and
         EventLogError for a key on an unkeyed log.
         """
-        if durability not in ("always", "batch", "none"):
-            raise ValueError(f"durability must be 'always', 'batch' or 'none', not {durability!r}")
-        if segment_bytes < 1:
-            raise ValueError("segment_bytes must be >= 1")
-        if not 1 <= max_record_bytes <= _MAX_U32:
-            raise ValueError("max_record_bytes must be between 1 and 2**32 - 1")
-        if key is not None and not (isinstance(key, bytes) and 1 <= len(key) <= 64):
-            raise ValueError("key must be 1 to 64 bytes (a blake2b key)")
-        if batch_interval <= 0:
-            raise ValueError("batch_interval must be > 0")
+        _check_open_arguments(durability, segment_bytes, max_record_bytes, key, batch_interval)
         path = os.path.abspath(os.fspath(directory))
         make_directory(path)
         lock = WriterLock.acquire(path)
         try:
-            tail = cls._find_tail(path, key=key, max_record_bytes=max_record_bytes)
-            fd = os.open(tail.segment.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            tail = cls._find_tail(path, key=key, max_record_bytes=max_record_bytes, start=start)
+            fd = cls._open_tail(path, tail, sync=durability != "none")
         except BaseException:
-            lock.release()
-            raise
-        try:
-            size = os.fstat(fd).st_size
-            if size != tail.size:
-                raise EventLogError(
-                    f"segment {tail.segment.path} changed during open ({size} != {tail.size} "
-                    "bytes): is something else writing to the log directory?"
-                )
-            if durability != "none":
-                os.fdatasync(fd)
-                fsync_dir(path)
-        except BaseException:
-            os.close(fd)
             lock.release()
             raise
         log = cls(
@@ -201,7 +188,9 @@ class EventLog(Closing):
             max_record_bytes=max_record_bytes,
             key=key,
             batch_interval=batch_interval,
+            timings=timings,
         )
+        log.open_check = tail
         if tail.header.version != FORMAT_VERSION:
             try:
                 log._upgrade()
@@ -211,11 +200,14 @@ class EventLog(Closing):
         return log
 
     @staticmethod
-    def _find_tail(directory: str, *, key: bytes | None, max_record_bytes: int) -> Tail:
-        segments = list_segments(directory)
+    def _find_tail(
+        directory: str, *, key: bytes | None, max_record_bytes: int, start: Position | None
+    ) -> Tail:
+        segments, _ = check_first_segment(directory, list_segments(directory))
         if segments:
-            check_first_segment(directory, segments)
-            return recover_tail(directory, segments, key=key, max_record_bytes=max_record_bytes)
+            return recover_tail(
+                directory, segments, key=key, max_record_bytes=max_record_bytes, start=start
+            )
         name = segment_name(1)
         seg = SegmentFile(1, name, os.path.join(directory, name))
         header_bytes = encode_segment_header(1, ZERO_DIGEST, keyed=key is not None)
@@ -224,6 +216,26 @@ class EventLog(Closing):
         header = check_segment_header(header_bytes, seg.path, 1, is_last=False)
         assert header is not None
         return Tail(seg, header, SEGMENT_HEADER_SIZE, 0, ZERO_DIGEST)
+
+    @staticmethod
+    def _open_tail(directory: str, tail: Tail, *, sync: bool) -> int:
+        """Open the last segment to append; with ``sync`` fsync it and the directory (why:
+        see the module docstring)."""
+        fd = open_existing(tail.segment.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            size = os.fstat(fd).st_size
+            if size != tail.size:
+                raise EventLogError(
+                    f"segment {tail.segment.path} changed during open ({size} != {tail.size} "
+                    "bytes): is something else writing to the log directory?"
+                )
+            if sync:
+                os.fdatasync(fd)
+                fsync_dir(directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def __init__(
         self,
@@ -237,6 +249,7 @@ class EventLog(Closing):
         max_record_bytes: int,
         key: bytes | None,
         batch_interval: float,
+        timings: Timings | None = None,
     ):
         """Private: use ``EventLog.open``."""
         self.directory = directory
@@ -284,6 +297,8 @@ class EventLog(Closing):
         self._stop = threading.Event()
         self._batch_thread: threading.Thread | None = None
         self._batch_interval = batch_interval
+        self._timings = timings
+        self._tick = 0  # appends since open, for sampling their latency
         if durability == "batch":
             self._batch_thread = threading.Thread(
                 target=self._batch_loop, name=f"eventlog-batch-sync {directory}", daemon=True
@@ -357,6 +372,10 @@ class EventLog(Closing):
     def append(self, payload: dict[str, Any]) -> int:
         """Append one record; returns its seq (durable first, with ``always``)."""
         data = self._encode(payload)
+        if self._timings is not None:
+            self._tick += 1
+            if not self._tick % self._timings.every:
+                return self._timed_submit([data])
         if self._always:
             return self._submit([data])
         # _submit's "batch"/"none" path, inlined for the common single append.
@@ -373,215 +392,27 @@ class EventLog(Closing):
         datas = [self._encode(p) for p in payloads]
         if not datas:
             return []
+        if self._timings is not None:
+            self._tick += 1
+            if not self._tick % self._timings.every:
+                first = self._timed_submit(datas)
+                return list(range(first, first + len(datas)))
         first = self._submit(datas)
         return list(range(first, first + len(datas)))
+
+    def _timed_submit(self, datas: list[bytes]) -> int:
+        """``_submit``, its latency kept (the sampled appends; see ``eventlog.observe``)."""
+        began = _perf_counter()
+        first = self._submit(datas)
+        if self._timings is not None:
+            keep(self._timings.append, _perf_counter() - began)
+        return first
 
     def _check_usable(self) -> None:
         if self._closed:
             raise LogClosedError(f"event log {self.directory} is closed")
         if self._poison is not None:
             raise self._poison_error()
-
-    def _submit(self, datas: list[bytes]) -> int:
-        """Write ``datas`` as one all-or-nothing batch; returns its first seq."""
-        if not self._always:
-            with self._wlock:
-                self._check_usable()
-                first = self._write_group([datas])[0]
-            if crashpoints.ARMED:
-                crashpoints.hit(APPEND_AFTER_FSYNC)
-            return first
-        request = _Request(datas)
-        with self._mutex:
-            self._check_usable()
-            if self._leading:
-                wait: threading.Lock | None = self._join_queue(request)
-            else:
-                # Not leading means nothing is queued: lead a group of one
-                # (plus whatever queues while this thread takes the group).
-                self._leading = True
-                self._queue.append(request)
-                wait = None
-        if wait is not None:
-            wait.acquire()
-            if request.lock is None:
-                # A group's shared gate: let the next sleeper of the group in.
-                wait.release()
-            if request.done:
-                if request.error is not None:
-                    raise request.error
-                return request.first
-            # Not done: the previous leader handed the lead to us.
-        self._lead(request)
-        if request.error is not None:
-            raise request.error
-        return request.first
-
-    def _join_queue(self, request: _Request) -> threading.Lock:
-        """Queue ``request`` behind the group in flight (mutex held); returns what
-        to sleep on.
-
-        The first request of a queue (its head, the heir if the leader hands
-        the lead on) sleeps on its own lock; the others share the queue's
-        gate, which the leader releases once and each woken sleeper passes on
-        (``acquire`` then ``release``): one wake-up call per group for the
-        leader instead of one per request.
-        """
-        queue = self._queue
-        queue.append(request)
-        if len(queue) == 1:
-            request.lock = lock = _allocate_lock()
-            lock.acquire()
-            return lock
-        gate = self._gate
-        if gate is None:
-            self._gate = gate = _allocate_lock()
-            gate.acquire()
-        return gate
-
-    def _lead(self, me: _Request) -> None:
-        """As group leader: write, sync and complete every queued request, then hand on."""
-        with self._mutex:
-            group, gate = self._queue, self._gate
-            self._queue, self._gate = [], None
-        error: BaseException | None = None
-        firsts: list[int] = []
-        try:
-            batches = [r.datas for r in group if r.datas]
-            if batches:
-                firsts = self._commit(batches)
-            elif self._poison is not None:
-                raise self._poison_error()
-        except BaseException as exc:  # every request of the group must learn of it
-            error = exc
-        with self._mutex:
-            heir = self._queue[0] if self._queue else None
-            if heir is None:
-                self._leading = False
-        if error is None:
-            it = iter(firsts)
-            for r in group:
-                if r.datas:
-                    r.first = next(it)
-                r.done = True
-        else:
-            for r in group:
-                r.error = error
-                r.done = True
-        # Wake the group's sleepers: one release of its gate, which each woken
-        # sleeper passes on. (group[0], the queue's head and the only one with
-        # a lock of its own, is this leader: it queued itself into an empty
-        # queue, or was that queue's head and was handed the lead.)
-        if gate is not None:
-            gate.release()
-        if heir is not None and heir.lock is not None:
-            heir.lock.release()
-
-    def _commit(self, batches: list[list[bytes]]) -> list[int]:
-        """Write and sync one group's batches (``always``); returns each batch's first seq."""
-        with self._wlock:
-            # Requests queued before close() are still written: close
-            # waits for the group in flight before it closes the file.
-            if self._poison is not None:
-                raise self._poison_error()
-            firsts = self._write_group(batches)
-            tail = (self._fd, self._seg_path, self._seg_size, self._written, self._last_seq)
-        try:
-            os.fdatasync(tail[0])
-        except OSError as exc:
-            raise self._poisoned(exc) from exc
-        with self._mutex:
-            self._syncs += 1
-            if tail[3] > self._synced:
-                self._synced = tail[3]
-                self._synced_offset = (tail[1], tail[2])
-            if tail[4] > self._durable:
-                self._durable = tail[4]
-        if crashpoints.ARMED:
-            crashpoints.hit(APPEND_AFTER_FSYNC)
-        return firsts
-
-    def _write_group(self, batches: list[list[bytes]]) -> list[int]:
-        """Encode and write batches (write lock held); returns each batch's first seq."""
-        armed = crashpoints.ARMED
-        if self._seg_size >= self.segment_bytes and self._seg_records > 0:
-            self._rotate()
-        now = time.time_ns()
-        seq = self._last_seq
-        prev = self._head
-        durable = self._durable
-        # format.encode_record, inlined: one keyed blake2b state copied per
-        # record, the body crc chained over payload and digest (no tail copy),
-        # every record's pieces joined once for the single write.
-        hasher = self._hasher
-        pack_signed = _pack_signed
-        pack_crc = _pack_crc
-        crc32 = _crc32
-        firsts = []
-        parts: list[bytes] = []
-        multi = False
-        for datas in batches:
-            firsts.append(seq + 1)
-            left = len(datas)
-            if left > 1:
-                multi = True
-            for data in datas:
-                seq += 1
-                left -= 1
-                signed = pack_signed(len(data), seq, now, left, durable)
-                h = hasher()
-                h.update(prev + signed + data)
-                prev = h.digest()
-                parts += (
-                    signed,
-                    pack_crc(crc32(signed)),
-                    data,
-                    prev,
-                    pack_crc(crc32(prev, crc32(data))),
-                )
-        blob = b"".join(parts)
-        if armed:
-            crashpoints.hit(APPEND_BEFORE_WRITE)
-        try:
-            if armed and multi:
-                half = len(blob) // 2
-                self._write_all(blob[:half])
-                crashpoints.hit(BATCH_MID_WRITE)
-                self._write_all(blob[half:])
-            else:
-                n = os.write(self._fd, blob)
-                if n != len(blob):
-                    self._write_rest(blob, n)
-        except OSError as exc:
-            raise self._poisoned(exc) from exc
-        count = seq - self._last_seq
-        self._last_seq = seq
-        self._head = prev
-        self._seg_size += len(blob)
-        self._seg_records += count
-        with self._mutex:
-            self._written += len(blob)
-            self._appends += len(batches)
-            self._records += count
-        if armed:
-            crashpoints.hit(APPEND_AFTER_WRITE)
-        return firsts
-
-    def _write_all(self, data: bytes) -> None:
-        n = os.write(self._fd, data)
-        if n != len(data):
-            self._write_rest(data, n)
-
-    def _write_rest(self, data: bytes, n: int) -> None:
-        """After a short write of ``n`` bytes (a signal, a full disk): write the
-        rest, or fail trying."""
-        fd = self._fd
-        view = memoryview(data)[n:]
-        while view:
-            n = os.write(fd, view)
-            if n <= 0:
-                raise OSError(f"write returned {n}")
-            view = view[n:]
 
     # -- failures ------------------------------------------------------------
 
@@ -603,111 +434,6 @@ class EventLog(Closing):
         )
         err.__cause__ = exc
         return err
-
-    # -- durability "batch" ------------------------------------------------
-
-    def _sync_now(self) -> None:
-        """fdatasync what is written so far (batch thread; write lock not held meanwhile)."""
-        with self._wlock:
-            if self._closed or self._poison is not None or self._synced >= self._written:
-                return
-            # A dup stays valid if rotation closes the segment's fd meanwhile.
-            fd = os.dup(self._fd)
-            tail = (self._seg_path, self._seg_size, self._written, self._last_seq)
-        try:
-            os.fdatasync(fd)
-        except OSError as exc:
-            self._poisoned(exc)
-            return
-        finally:
-            os.close(fd)
-        with self._mutex:
-            self._syncs += 1
-            if tail[2] > self._synced:
-                self._synced = tail[2]
-                self._synced_offset = (tail[0], tail[1])
-            if tail[3] > self._durable:
-                self._durable = tail[3]
-
-    def _batch_loop(self) -> None:
-        while not self._stop.wait(self._batch_interval):
-            if self._poison is not None:
-                return
-            self._sync_now()
-
-    # -- rotation ------------------------------------------------------------
-
-    def _rotate(self) -> None:
-        """Start the next segment (write lock held, so no append or sync races it)."""
-        armed = crashpoints.ARMED
-        old_fd = self._fd
-        try:
-            if self._sync:
-                os.fdatasync(old_fd)
-                with self._mutex:
-                    self._syncs += 1
-                    self._synced = self._written
-                    self._synced_offset = (self._seg_path, self._seg_size)
-                    self._durable = self._last_seq
-            if armed:
-                crashpoints.hit(ROTATE_AFTER_SYNC_OLD)
-            first = self._last_seq + 1
-            path = os.path.join(self.directory, segment_name(first))
-            fd = os.open(
-                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644
-            )
-        except OSError as exc:
-            raise self._poisoned(exc) from exc
-        try:
-            if armed:
-                crashpoints.hit(ROTATE_AFTER_CREATE)
-            header = encode_segment_header(first, self._head, keyed=self._key is not None)
-            if os.write(fd, header) != len(header):
-                raise OSError("short write of a segment header")
-            if self._sync:
-                os.fsync(fd)
-            if armed:
-                crashpoints.hit(ROTATE_AFTER_HEADER)
-            if self._sync:
-                fsync_dir(self.directory)
-        except OSError as exc:
-            os.close(fd)
-            raise self._poisoned(exc) from exc
-        self._fd = fd
-        self._seg_path = path
-        self._seg_size = len(header)
-        self._seg_records = 0
-        with self._mutex:
-            self._rotations += 1
-            self._synced_offset = (path, self._seg_size if self._sync else 0)
-        os.close(old_fd)
-
-    # -- format upgrade --------------------------------------------------------
-
-    def _upgrade(self) -> None:
-        """Continue a version 1 log in version 2 segments (a segment has one version).
-
-        With records in the v1 tail, rotate now; an empty v1 tail (header
-        only) is replaced by a v2 header for the same seq, through a
-        fsynced temp file renamed over it.
-        """
-        with self._wlock:
-            if self._seg_records > 0:
-                self._rotate()
-                return
-            header = encode_segment_header(
-                self._last_seq + 1, self._head, keyed=self._key is not None
-            )
-            tmp = self._seg_path + ".v2tmp"
-            write_file_durably(tmp, header)
-            os.rename(tmp, self._seg_path)
-            fsync_dir(self.directory)
-            fd = os.open(self._seg_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-            os.close(self._fd)
-            self._fd = fd
-            self._seg_size = len(header)
-            with self._mutex:
-                self._synced_offset = (self._seg_path, self._seg_size if self._sync else 0)
 
     # -- closing -------------------------------------------------------------
 
@@ -742,10 +468,12 @@ class EventLog(Closing):
         with self._wlock:
             try:
                 if self.durability == "batch" and self._poison is None:
+                    began = _perf_counter()
                     try:
                         os.fdatasync(self._fd)
                     except OSError as exc:
                         raise self._poisoned(exc) from exc
+                    self._timed_sync(began)
                     with self._mutex:
                         self._syncs += 1
                         self._synced = self._written
@@ -760,25 +488,7 @@ class EventLog(Closing):
         return f"<EventLog {self.directory} {self.durability} {state}>"
 
 
-class _Request:
-    """One append or append_batch waiting in the group-commit queue."""
-
-    __slots__ = ("datas", "done", "error", "first", "lock")
-
-    def __init__(self, datas: list[bytes]):
-        self.datas = datas
-        self.done = False
-        self.error: BaseException | None = None
-        self.first = 0
-        # A sleeping request's lock, held from birth; released by the leader
-        # that completes the request or hands the lead to it.
-        self.lock: threading.Lock | None = None
-
-
-_allocate_lock = threading.Lock
+_perf_counter = time.perf_counter
 _unpackb = msgpack.unpackb
-_pack_signed = _SIGNED.pack
-_pack_crc = CRC.pack
-_crc32 = zlib.crc32
 #: Idle msgpack Packers (use_bin_type=True), shared by all writers.
 _packers: list[msgpack.Packer] = []

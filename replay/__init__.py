@@ -40,10 +40,11 @@ from replay.errors import (
     ReplayError,
     StateDirMissingError,
 )
+from replay.fleet.message import NATS_SCHEMES
 from replay.follow import Follower, follow
-from replay.timespec import Point
+from replay.timespec import Point, TimeLike
 from replay.verify import Problem, VerifyResult, verify
-from replay.view import StoreView, load
+from replay.view import StoreView, load, register_source
 
 if TYPE_CHECKING:
     from replay.fleet.audit import fleet_audit
@@ -59,6 +60,24 @@ _FLEET = {
     "load_fleet": "replay.fleet.view",
     "load_fleet_all": "replay.fleet.view",
 }
+
+
+def _load_from_nats(
+    source: str,
+    upto_seq: int | None,
+    at: TimeLike | None,
+    *,
+    netns_dir: str,
+    node: str | None,
+    stream: str | None,
+) -> StoreView:
+    """``load("nats://...", node=...)``: the fleet's reader, imported on first use (NATS)."""
+    from replay.fleet.view import load_source
+
+    return load_source(source, upto_seq, at, netns_dir=netns_dir, node=node, stream=stream)
+
+
+register_source(NATS_SCHEMES, _load_from_nats)
 
 
 def __getattr__(name: str) -> Any:

@@ -26,12 +26,13 @@ import attrs
 
 import eventlog
 from eventlog.format import Record
+from replay.compact import local_start
 from replay.errors import InvalidInputError
 from replay.progress import LogProgress
 from replay.timespec import TimeLike, format_time, to_ns
 from replay.view import check_state_dir, has_log
 from sandbox import events as ev
-from sandbox.errors import AmbiguousPrefixError, InvalidIDError, NotFoundError
+from sandbox.errors import AmbiguousPrefixError, InvalidIDError, NotFoundError, StoreError
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
 
@@ -48,12 +49,14 @@ __all__ = [
 EVENT_TYPES: tuple[str, ...] = tuple(ev.CURRENT)
 
 _STATUS_FIELDS = ("state", "pid", "created_at", "exited_at", "exit_status")
-_NETNS_TO = {
-    ev.NETNS_ASSIGNED: "assigned",
-    ev.NETNS_CREATED: "created",
-    ev.NETNS_REMOVE_REQUESTED: "removing",
-    ev.NETNS_REMOVED: "removed",
-    ev.NETNS_CLOSED: "closed",
+#: netns event class -> (the ownership state it leads to, words for the summary).
+_NETNS_TO: dict[type[ev.Event], tuple[str, str]] = {
+    ev.NetNSAssigned: ("assigned", "assigned (intent)"),
+    ev.NetNSCreated: ("created", "created"),
+    ev.NetNSRemoveRequested: ("removing", "removal requested"),
+    ev.NetNSRemoved: ("removed", "removed"),
+    ev.NetNSClosed: ("closed", "found closed out of band"),
+    ev.NetNSCreateFailed: ("failed", "could not be created"),
 }
 
 
@@ -120,103 +123,119 @@ def _status_summary(changes: dict[str, Any]) -> str:
     return ", ".join(parts) or "no change"
 
 
+def _added(projection: Projection, event: ev.SandboxAdded) -> tuple[str, dict[str, Any]]:
+    meta, state = event.metadata, event.status.state.value
+    changes: dict[str, Any] = {"state": _change(None, state), "name": _change(None, meta.name)}
+    if meta.netns_path:
+        changes["netns_path"] = _change(None, meta.netns_path)
+    return f"added {meta.name} ({state})", changes
+
+
+def _deleted(projection: Projection, event: ev.SandboxDeleted) -> tuple[str, dict[str, Any]]:
+    exists = event.id in projection
+    old_state = projection.state_of(event.id).value if exists else None
+    name = projection.sandbox(event.id).name if exists else event.id  # type: ignore[union-attr]
+    summary = f"deleted {name}" + (f" (was {old_state})" if old_state else "")
+    return summary, {"state": _change(old_state, None)}
+
+
+def _status(projection: Projection, event: ev.StatusUpdated) -> tuple[str, dict[str, Any]]:
+    new = event.status.to_event_dict()
+    if event.id in projection:
+        before = projection.status_of(event.id).to_event_dict()
+    else:
+        before = dict.fromkeys(_STATUS_FIELDS)
+    changes = {f: _change(before[f], new[f]) for f in _STATUS_FIELDS if before[f] != new[f]}
+    return _status_summary(changes), changes
+
+
+def _netns(projection: Projection, event: ev.NetNSEvent) -> tuple[str, dict[str, Any]]:
+    old = projection.owned_state(event.path)
+    to, words = _NETNS_TO[type(event)]
+    change: dict[str, Any] = {"path": event.path, "from": old.value if old else None, "to": to}
+    summary = f"netns {event.path} {words}"
+    if isinstance(event, ev.NetNSClosed | ev.NetNSCreateFailed):
+        change["reason"] = event.reason
+        summary += f": {event.reason}"
+    return summary, {"netns": change}
+
+
+def _dir_recorded(projection: Projection, event: ev.NetNSDirRecorded) -> tuple[str, dict[str, Any]]:
+    return f"netns dir recorded: {event.netns_dir}", {"netns_dir": event.netns_dir}
+
+
+def _repaired(projection: Projection, event: ev.LogRepaired) -> tuple[str, dict[str, Any]]:
+    log = {k: v for k, v in event.to_payload().items() if k not in ("type", "v", "id", "env")}
+    summary = (
+        f"log repaired: cut at seq {event.cut_seq}, "
+        f"{event.bytes_set_aside} bytes set aside ({event.reason})"
+    )
+    return summary, {"log": log}
+
+
+#: One describer per event class: (summary, changes) given the projection before it.
+_DESCRIBE: dict[type[ev.Event], Callable[[Projection, Any], tuple[str, dict[str, Any]]]] = {
+    ev.SandboxAdded: _added,
+    ev.SandboxDeleted: _deleted,
+    ev.StatusUpdated: _status,
+    **dict.fromkeys(ev.NETNS_EVENTS, _netns),
+    ev.NetNSDirRecorded: _dir_recorded,
+    ev.LogRepaired: _repaired,
+}
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def describe(
     projection: Projection, record: Record, names: dict[str, str] | None = None
 ) -> AuditEntry:
     """The audit entry of ``record``, given the projection just BEFORE it is applied.
 
     ``names`` (id -> name, of every sandbox ever added) lets entries about a
-    deleted sandbox still name it; it is updated here for adds.
+    deleted sandbox still name it; it is updated here for adds. An event
+    that does not decode is still an entry (the auditor must see it).
     """
+    return _entry(projection, record, _decode(record), names)
+
+
+def _decode(record: Record) -> ev.Event | None:
+    try:
+        return ev.decode(record.payload)
+    except StoreError:
+        return None
+
+
+def _entry(
+    projection: Projection, record: Record, event: ev.Event | None, names: dict[str, str] | None
+) -> AuditEntry:
     payload = record.payload
-    env = payload.get("env")
-    env = env if isinstance(env, dict) else {}
-    try:
-        event = ev.upcast(payload)
-    except Exception:  # an unreadable event is still an entry: the auditor must see it
-        event = payload
-    kind = str(event.get("type"))
-    raw_id = event.get("id")
-    sandbox_id = raw_id if isinstance(raw_id, str) else str(raw_id)
     names = {} if names is None else names
-    exists = sandbox_id in projection
-    name: str | None = names.get(sandbox_id)
-    if name is None and exists:
+    if event is None:
+        kind, raw_id = str(payload.get("type")), payload.get("id")
+        sandbox_id = raw_id if isinstance(raw_id, str) else str(raw_id)
+        summary = f"unreadable event: type {kind!r}, version {payload.get('v')!r}"
+        changes: dict[str, Any] = {}
+        env = ev.Env.from_payload(payload.get("env"))
+    else:
+        kind, sandbox_id, env = event.TYPE, event.id, event.env
+        summary, changes = _DESCRIBE[type(event)](projection, event)
+        if isinstance(event, ev.SandboxAdded):
+            names[sandbox_id] = event.metadata.name
+    name = names.get(sandbox_id)
+    if name is None and sandbox_id in projection:
         name = names[sandbox_id] = projection.sandbox(sandbox_id).name  # type: ignore[union-attr]
-    changes: dict[str, Any] = {}
-    summary: str
-    try:
-        if kind == ev.SANDBOX_ADDED:
-            meta = event["metadata"]
-            status = event["status"]
-            name = str(meta.get("name"))
-            names[sandbox_id] = name
-            changes["state"] = _change(None, status.get("state"))
-            changes["name"] = _change(None, name)
-            if meta.get("netns_path"):
-                changes["netns_path"] = _change(None, meta["netns_path"])
-            summary = f"added {name} ({status.get('state')})"
-        elif kind == ev.SANDBOX_DELETED:
-            old_state = projection.status_of(sandbox_id).state.value if exists else None
-            changes["state"] = _change(old_state, None)
-            summary = f"deleted {name or sandbox_id}" + (f" (was {old_state})" if old_state else "")
-        elif kind == ev.STATUS_UPDATED:
-            new = event["status"]
-            if exists:
-                old = projection.status_of(sandbox_id)
-                before = {
-                    "state": old.state.value,
-                    "pid": old.pid,
-                    "created_at": old.created_at,
-                    "exited_at": old.exited_at,
-                    "exit_status": old.exit_status,
-                }
-            else:
-                before = dict.fromkeys(_STATUS_FIELDS)
-            for field in _STATUS_FIELDS:
-                if before[field] != new.get(field):
-                    changes[field] = _change(before[field], new.get(field))
-            summary = _status_summary(changes)
-        elif kind in _NETNS_TO:
-            path = str(event.get("path"))
-            old_ns = projection.owned_state(path)
-            change = {"path": path, "from": old_ns.value if old_ns else None, "to": _NETNS_TO[kind]}
-            if kind == ev.NETNS_CLOSED:
-                change["reason"] = event.get("reason")
-            changes["netns"] = change
-            summary = {
-                ev.NETNS_ASSIGNED: f"netns {path} assigned (intent)",
-                ev.NETNS_CREATED: f"netns {path} created",
-                ev.NETNS_REMOVE_REQUESTED: f"netns {path} removal requested",
-                ev.NETNS_REMOVED: f"netns {path} removed",
-                ev.NETNS_CLOSED: f"netns {path} found closed out of band: {event.get('reason')}",
-            }[kind]
-        elif kind == ev.LOG_REPAIRED:
-            changes["log"] = {k: v for k, v in event.items() if k not in ("type", "v", "id", "env")}
-            summary = (
-                f"log repaired: cut at seq {event['cut_seq']}, "
-                f"{event['bytes_set_aside']} bytes set aside ({event['reason']})"
-            )
-        else:
-            summary = f"unreadable event: type {kind!r}, version {event.get('v')!r}"
-    except (KeyError, TypeError, AttributeError):
-        summary = f"malformed {kind} event"
-
-    def _int(value: object) -> int | None:
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    actor = env.get("actor")
-    host = env.get("host")
     return AuditEntry(
         seq=record.seq,
         time_ns=record.time_ns,
         type=kind,
         sandbox_id=sandbox_id,
         name=name,
-        actor=actor if isinstance(actor, str) else None,
-        host=host if isinstance(host, str) else None,
-        pid=_int(env.get("pid")),
-        uid=_int(env.get("uid")),
+        actor=env.actor,
+        host=env.host,
+        pid=_int(env.pid),
+        uid=_int(env.uid),
         summary=summary,
         changes=changes,
     )
@@ -256,12 +275,17 @@ def entries(
     projection = Projection(netns_dir)
     names: dict[str, str] = {}
     with LogProgress(d, "reading the audit trail", enabled=progress) as bar:
-        records = iter(eventlog.read(d, key=key))
+        # A compacted log: the local part, with a warning naming what is not here
+        # (sandboxes added before it are known by id only).
+        first = local_start(d)
+        projection.last_seq = first - 1
+        records = iter(eventlog.read(d, first, key=key))
         try:
             for rec in records:
                 bar.at(rec.segment, rec.offset)
-                yield describe(projection, rec, names)
-                projection.apply(rec.seq, rec.payload)
+                event = _decode(rec)
+                yield _entry(projection, rec, event, names)
+                projection.apply(rec.seq, rec.payload if event is None else event)
         finally:
             close = getattr(records, "close", None)
             if close is not None:

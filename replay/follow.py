@@ -25,6 +25,9 @@ you need inside the loop or callback. Iteration (and the thread) end after
 an event already being folded is finished first. ``entries()`` yields audit
 entries (``replay.audit.AuditEntry``: who, what, summary) instead of raw
 records - what ``sandboxctl follow`` prints.
+
+Reading the view from another thread (a metrics scrape): hold ``lock``,
+which is held while each record is folded in.
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ class Follower(Closing):
         )
         self._names: dict[str, str] = {sb.id: sb.name for sb in self.view.list()}
         self.error: BaseException | None = None
+        #: Held while a record is folded into ``view``: hold it to read the view
+        #: from another thread.
+        self.lock = threading.Lock()
 
     @property
     def seq(self) -> int:
@@ -86,7 +92,8 @@ class Follower(Closing):
 
     def __iter__(self) -> Iterator[tuple[Record, StoreView]]:
         for record in self._records:
-            self.view.apply(record)
+            with self.lock:
+                self.view.apply(record)
             for callback in self._callbacks:
                 callback(record, self.view)
             yield record, self.view
@@ -96,7 +103,8 @@ class Follower(Closing):
         against the state before it, so the entry says what changed)."""
         for record in self._records:
             entry = describe(self.view.projection, record, self._names)
-            self.view.apply(record)
+            with self.lock:
+                self.view.apply(record)
             for callback in self._callbacks:
                 callback(record, self.view)
             yield entry, self.view

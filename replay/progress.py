@@ -3,8 +3,14 @@
 Why it exists: an operator who runs ``sandboxctl verify`` on a log of millions
 of records wants to see that it is moving; a script that captures stderr wants
 nothing but the one-line error a failure prints. So the bar draws only when the
-stream is a terminal and is a no-op otherwise. No third-party dependency: a
-node agent's tooling should not pull a UI library in.
+stream is a terminal and is a no-op otherwise.
+
+Why ``rich`` draws it: it fits the bar to the terminal's width (a hand-drawn
+line wider than the terminal wraps, and ``\\r`` then erases only its last
+part), shows rate and time left, animates a spinner while a step cannot be
+measured, and erases itself at the end. It is imported on the first draw
+only, so a run whose stderr is not a terminal - every script, every pipe -
+never loads it and never sees an escape code.
 
 Progress is counted in bytes of log read, because that is what is known up
 front without reading the log (the sum of the segment file sizes), whereas the
@@ -13,27 +19,31 @@ number of records is only known at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from eventlog.closing import Closing
 
+if TYPE_CHECKING:
+    import rich.progress
+
 T = TypeVar("T")
 
-_WIDTH = 30
-_INTERVAL_S = 0.1  # redraw at most ten times a second: a redraw costs a write(2)
+_INTERVAL_S = 0.1  # hand rich a new position at most ten times a second
 
 
 class Progress(Closing):
-    """A single-line bar: ``label [#####.....]  45%  12.3 MiB/27.0 MiB``.
+    """A single-line bar: ``label ━━━━━━╺━━━━━  45%  12.3/27.0 MiB  3.1 MiB/s  0:00:04``.
 
     Use as a context manager; call ``update(done)`` with the absolute amount
-    done. On exit the line is cleared so that the command's real output starts
-    on a clean line. ``enabled`` is decided once, from ``stream.isatty()``,
-    unless forced (tests).
+    done. The bar appears on the first ``update`` and is erased on exit, so
+    that the command's real output starts on a clean line. ``enabled`` is
+    decided once, from ``stream.isatty()``, unless forced (tests). A
+    ``total`` of 0 means "cannot be measured": a spinner and the label.
     """
 
     def __init__(
@@ -55,59 +65,63 @@ class Progress(Closing):
             except (AttributeError, ValueError):  # closed or odd stream
                 enabled = False
         self.enabled = enabled
-        self._done = 0
-        self._last_draw = 0.0
-        self._drawn = False
+        self._last_push = 0.0
+        self._live: tuple[rich.progress.Progress, rich.progress.TaskID] | None = None
 
     def update(self, done: int) -> None:
         """Record that ``done`` units (absolute, not a delta) are finished."""
         if not self.enabled:
             return
-        self._done = done
         now = time.monotonic()
-        if now - self._last_draw >= _INTERVAL_S:
-            self._last_draw = now
-            self._draw()
+        if now - self._last_push < _INTERVAL_S:
+            return  # rich's own thread redraws; a push per record would cost a lock
+        self._last_push = now
+        try:
+            if self._live is None:
+                self._live = self._start(done)
+            bar, task = self._live
+            bar.update(task, completed=done)
+        except (OSError, ValueError):  # the terminal went away: stop drawing
+            self.enabled = False
 
     def close(self) -> None:
         """Erase the bar (if one was drawn) so later output starts clean."""
-        if self.enabled and self._drawn:
-            try:
-                self._stream.write("\r\x1b[2K")
-                self._stream.flush()
-            except (OSError, ValueError):
-                pass
-            self._drawn = False
+        live, self._live = self._live, None
+        if live is not None:
+            with contextlib.suppress(OSError, ValueError):  # the terminal is gone
+                live[0].stop()
 
-    def render(self) -> str:
-        """The bar's text for the current position (no control characters)."""
-        if self.total <= 0:  # nothing to measure against: the label says what runs
-            return self.label
-        frac = min(1.0, self._done / self.total)
-        filled = int(frac * _WIDTH)
-        bar = "#" * filled + "." * (_WIDTH - filled)
-        return (
-            f"{self.label} [{bar}] {frac * 100:3.0f}%  "
-            f"{self._fmt(self._done)}/{self._fmt(self.total)}"
+    def _start(self, done: int) -> tuple[rich.progress.Progress, rich.progress.TaskID]:
+        from rich.console import Console
+        from rich.progress import Progress as RichProgress
+
+        # The caller decided this is a terminal (or forced it): rich must agree.
+        console = Console(file=self._stream, force_terminal=True)
+        bar = RichProgress(
+            *self._columns(),
+            console=console,
+            transient=True,
+            redirect_stdout=False,  # stdout stays byte-for-byte the command's output
+            redirect_stderr=False,
         )
+        task = bar.add_task(self.label, total=self.total or None, completed=done)
+        bar.start()
+        return bar, task
 
-    def _fmt(self, n: int) -> str:
-        if self.unit != "bytes":
-            return f"{n} {self.unit}"
-        value = float(n)
-        for suffix in ("B", "KiB", "MiB", "GiB"):
-            if value < 1024 or suffix == "GiB":
-                return f"{value:.0f} {suffix}" if suffix == "B" else f"{value:.1f} {suffix}"
-            value /= 1024
-        return f"{n} B"  # pragma: no cover - loop always returns
+    def _columns(self) -> list[rich.progress.ProgressColumn]:
+        from rich import progress as rp
 
-    def _draw(self) -> None:
-        try:
-            self._stream.write("\r\x1b[2K" + self.render())
-            self._stream.flush()
-            self._drawn = True
-        except (OSError, ValueError):
-            self.enabled = False
+        label = rp.TextColumn("{task.description}", markup=False)
+        if self.total <= 0:
+            return [rp.SpinnerColumn(), label, rp.TimeElapsedColumn()]
+        if self.unit == "bytes":
+            amount: list[rp.ProgressColumn] = [
+                rp.DownloadColumn(binary_units=True),
+                rp.TransferSpeedColumn(),
+            ]
+        else:
+            amount = [rp.MofNCompleteColumn(), rp.TextColumn(self.unit)]
+        return [label, rp.BarColumn(), rp.TaskProgressColumn(), *amount, rp.TimeRemainingColumn()]
 
 
 def log_bytes(state_dir: str | os.PathLike[str]) -> tuple[list[tuple[str, int]], int]:

@@ -14,6 +14,14 @@ a unix time there is written ``@SECONDS``.
 Record times are the writer's wall clock per record (``time_ns``); a time
 point means "the state after the longest prefix of the log whose records are
 all at or before that time", so a clock step backwards cannot reorder history.
+
+Every parsed value is bounded before it is converted: a time lies between
+the epoch and the end of year 9999 (``MIN_TIME_NS``..``MAX_TIME_NS``, what
+``format_time`` can print), a seq is a u64 as the record header stores it,
+and a number is never handed to ``int()`` with more digits than those
+bounds need - 5,000 digits would hit Python's int-string limit, a year
+10000 datetime's range, a 1e400 duration float infinity. Each is a
+``TimeSpecError`` (exit 7), never a crash.
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ import time
 import attrs
 
 _RFC3339_RE = re.compile(
-    r"^(\d{4}-\d\d-\d\d(?:[Tt ]\d\d:\d\d(?::\d\d)?)?)(\.\d{1,9})?([Zz]|[+-]\d\d:?\d\d)?$"
+    r"^(\d{4}-\d\d-\d\d(?:[Tt ]\d\d:\d\d(?::\d\d)?)?)(\.\d{1,9})?([Zz]|[+-]\d\d:?\d\d)?$",
+    re.ASCII,
 )
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|s|m|h|d|w)")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|s|m|h|d|w)", re.ASCII)
 _UNIT_NS = {
     "ns": 1,
     "us": 1_000,
@@ -40,6 +49,14 @@ _UNIT_NS = {
 }
 
 TimeLike = int | dt.datetime
+
+#: The times a point may name: from the epoch (record times are u64 ns) to
+#: the last nanosecond of year 9999 (the last ``format_time`` can print).
+MIN_TIME_NS = 0
+MAX_TIME_NS = 253_402_300_800 * 1_000_000_000 - 1
+#: The largest seq a record header can hold (u64).
+MAX_SEQ = 2**64 - 1
+_TIME_RANGE = "1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z"
 
 
 class TimeSpecError(ValueError):
@@ -57,8 +74,37 @@ def parse_duration_ns(text: str) -> int:
         total += float(match.group(1)) * _UNIT_NS[match.group(2)]
         pos = match.end()
     if pos != len(text) or not text:
-        raise TimeSpecError(f"not a duration: {text!r} (expected e.g. 90s, 10m, 2h, 1h30m)")
+        raise TimeSpecError(f"not a duration: {_show(text)} (expected e.g. 90s, 10m, 2h, 1h30m)")
+    # float() of a long digit string is inf, not an error; no duration past
+    # the range of times can name a point anyway.
+    if not total <= MAX_TIME_NS:
+        raise TimeSpecError(f"duration {_show(text)} is out of range (at most 10,000 years)")
     return int(total)
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error line, cut to ``limit`` characters (a 5,000-digit
+    number in the message would still be one line, but an unreadable one)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
+
+
+def check_time_ns(ns: int, text: str) -> int:
+    """``ns`` if it lies in ``MIN_TIME_NS..MAX_TIME_NS``, else a ``TimeSpecError``."""
+    if not MIN_TIME_NS <= ns <= MAX_TIME_NS:
+        raise TimeSpecError(f"time {_show(text)} is out of range ({_TIME_RANGE})")
+    return ns
+
+
+def parse_seq(text: str) -> int:
+    """A seq written as a decimal number: 0..``MAX_SEQ``, its digits bounded before
+    ``int()`` (5,000 digits are an out-of-range seq, not a ValueError)."""
+    raw = text.strip()
+    if not raw.isascii() or not raw.isdigit():
+        raise TimeSpecError(f"not a seq number: {_show(text)}")
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_SEQ)) or int(digits) > MAX_SEQ:
+        raise TimeSpecError(f"seq {_show(text)} is out of range (0 to {MAX_SEQ})")
+    return int(digits)
 
 
 def datetime_to_ns(value: dt.datetime) -> int:
@@ -84,16 +130,20 @@ def parse_time(text: str, *, now_ns: int | None = None) -> int:
     if not raw:
         raise TimeSpecError("empty time")
     body = raw[1:] if raw.startswith("@") else raw
-    if re.fullmatch(r"\d+(\.\d+)?", body):
+    if re.fullmatch(r"\d+(\.\d+)?", body, flags=re.ASCII):
         whole, _, frac = body.partition(".")
-        return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+        whole = whole.lstrip("0") or "0"
+        if len(whole) > len(str(MAX_TIME_NS // 1_000_000_000)):
+            raise TimeSpecError(f"time {_show(text)} is out of range ({_TIME_RANGE})")
+        ns = int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+        return check_time_ns(ns, text)
     if not raw.startswith("@") and _DURATION_RE.match(raw):
         try:
             ago = parse_duration_ns(raw)
         except TimeSpecError:
             pass
         else:
-            return (time.time_ns() if now_ns is None else now_ns) - ago
+            return check_time_ns((time.time_ns() if now_ns is None else now_ns) - ago, text)
     # RFC 3339 with up to nanoseconds (datetime keeps only microseconds, and a
     # time copied from `sandboxctl log` must name that very record).
     m = _RFC3339_RE.match(raw)
@@ -103,12 +153,15 @@ def parse_time(text: str, *, now_ns: int | None = None) -> int:
             zone = "+00:00"
         try:
             parsed = dt.datetime.fromisoformat(base.replace(" ", "T") + zone)
-        except ValueError:
+            ns = datetime_to_ns(parsed)
+        except (ValueError, OverflowError):
+            # Not a date, or a local time in year 1 or 9999 the zone pushes
+            # out of datetime's range.
             parsed = None
         if parsed is not None:
-            return datetime_to_ns(parsed) + int((frac[1:] + "000000000")[:9])
+            return check_time_ns(ns + int((frac[1:] + "000000000")[:9]), text)
     raise TimeSpecError(
-        f"not a time: {text!r} (expected RFC 3339 like 2024-05-01T14:02:00Z, "
+        f"not a time: {_show(text)} (expected RFC 3339 like 2024-05-01T14:02:00Z, "
         "unix seconds, or a relative time like 10m)"
     )
 
@@ -153,8 +206,8 @@ class Point:
 def parse_point(text: str, *, now_ns: int | None = None) -> Point:
     """A command-line point: a bare integer is a seq, anything else a time."""
     raw = text.strip()
-    if re.fullmatch(r"\d+", raw):
-        return Point(seq=int(raw))
+    if re.fullmatch(r"\d+", raw, flags=re.ASCII):
+        return Point(seq=parse_seq(raw))
     return Point(at=parse_time(raw, now_ns=now_ns))
 
 

@@ -6,8 +6,8 @@ still extends a chain head recorded earlier (which catches a consistent
 rewrite of history, not only an edit). That is not enough for an auditor: a
 writer with a bug, or someone who re-chains a forged log, can produce intact
 bytes that say impossible things. So this module also folds every event
-with the state machine the command side enforces and reports any event the
-store would have refused:
+and asks the rule book the command side uses (sandbox/rules.py) of each
+one, reporting any event the store would have refused:
 
 * an event that does not decode, has an unknown type or a newer schema
   version, or whose payload is malformed;
@@ -42,14 +42,11 @@ from eventlog.format import Record
 from replay.progress import LogProgress, Progress
 from replay.view import check_state_dir, has_log
 from sandbox import events as ev
+from sandbox import rules
 from sandbox import snapshot as snap
 from sandbox.errors import StoreError
-from sandbox.ids import validate_id, validate_name
-from sandbox.metadata import Metadata
 from sandbox.netns import DEFAULT_NETNS_DIR
-from sandbox.ownership import NetNSState
 from sandbox.projection import Projection
-from sandbox.status import Status, check_transition
 
 __all__ = ["Problem", "SnapshotCheck", "VerifyResult", "check_event", "verify"]
 
@@ -143,76 +140,24 @@ def _err(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def check_event(projection: Projection, event: dict[str, Any]) -> str | None:
+def check_event(projection: Projection, event: ev.Event | dict[str, Any]) -> str | None:
     """Why the store would have refused ``event`` in state ``projection`` (None: fine).
 
-    ``event`` must already be upcast. This mirrors the checks of the command
-    side (sandbox/store.py) and the intent -> effect order of the reconciler
-    (sandbox/reconciler.py), reading only the projection.
+    The answer is the rule book's (sandbox/rules.py: the checks the Store
+    makes before it writes), asked of the typed event; a payload map is
+    decoded first. A SandboxAdded's config must also decode as the store's
+    Metadata would (a shape check the fold defers to the first read).
     """
-    kind = event["type"]
-    sandbox_id = event.get("id")
     try:
-        if kind == ev.LOG_REPAIRED:
-            return None  # a person's cut, recorded: nothing the state machine refuses
-        if kind == ev.SANDBOX_ADDED:
-            validate_id(sandbox_id)
-            md = Metadata.from_event_dict(event["metadata"])
-            validate_name(md.name)
-            Status.from_event_dict(event["status"])
-            if sandbox_id in projection:
-                return f"add of sandbox {sandbox_id}, which already exists"
-            holder = projection.name_holder(md.name)
-            if holder is not None:
-                return f"add of sandbox {sandbox_id} with name {md.name!r}, held by {holder}"
-            return None
-        if not isinstance(sandbox_id, str):
-            return f"{kind} without a sandbox id"
-        exists = sandbox_id in projection
-        if kind == ev.SANDBOX_DELETED:
-            return None if exists else f"delete of sandbox {sandbox_id}, which does not exist"
-        if kind == ev.STATUS_UPDATED:
-            if not exists:
-                return f"status update of sandbox {sandbox_id}, which does not exist"
-            new = Status.from_event_dict(event["status"])
-            check_transition(projection.status_of(sandbox_id).state, new.state, sandbox_id)
-            return None
-        path = event["path"]
-        if not isinstance(path, str):
-            return f"{kind} of sandbox {sandbox_id} without a path"
-        state = projection.owned_state(path)
-        shown = state.value if state is not None else "not owned"
-        if kind == ev.NETNS_ASSIGNED:
-            if not exists:
-                return f"netns {path} assigned to sandbox {sandbox_id}, which does not exist"
-            if state is not None:
-                return f"netns {path} assigned to {sandbox_id} but already owned ({shown})"
-            return None
-        if kind == ev.NETNS_CREATED:
-            if state is not NetNSState.ASSIGNED or projection.owned_path_of(sandbox_id) != path:
-                return (
-                    f"netns {path} recorded created for {sandbox_id}; "
-                    f"it was {shown}, expected assigned"
-                )
-            return None
-        if kind == ev.NETNS_REMOVE_REQUESTED:
-            if state not in (NetNSState.ASSIGNED, NetNSState.CREATED):
-                return (
-                    f"removal of netns {path} requested; "
-                    f"it was {shown}, expected assigned or created"
-                )
-            return None
-        if kind == ev.NETNS_REMOVED:
-            if state is not NetNSState.REMOVING:
-                return f"netns {path} recorded removed; it was {shown}, expected removing"
-            return None
-        if kind == ev.NETNS_CLOSED:
-            if state is not NetNSState.CREATED:
-                return f"netns {path} recorded closed; it was {shown}, expected created"
-            return None
-    except (StoreError, ValueError, TypeError, KeyError) as exc:
+        typed = event if isinstance(event, ev.Event) else ev.decode(event)
+        if isinstance(typed, ev.SandboxAdded):
+            typed.metadata.to_metadata()
+        rules.check(projection, typed)
+    except (StoreError, ValueError, TypeError) as exc:
+        kind = event.TYPE if isinstance(event, ev.Event) else event.get("type")
+        sandbox_id = event.id if isinstance(event, ev.Event) else event.get("id")
         return f"{kind} of {sandbox_id!r}: {_err(exc)}"
-    return f"unknown event type {kind!r}"  # pragma: no cover - upcast refuses it first
+    return None
 
 
 def verify(
@@ -233,6 +178,39 @@ def verify(
     report says so in ``notes``). ``progress``: as in ``load``.
     """
     d = check_state_dir(state_dir)
+    head_bytes = _head_bytes(head)
+    snapshots = {seq: path for seq, path in snap.list_snapshots(d)}
+    if not has_log(d):
+        return _verify_without_log(d, snapshots, head_bytes)
+
+    enabled = None if progress is None else progress
+    found = _Findings(max_problems, snapshots)
+    report = _check_log(d, key, head_bytes, enabled, found)
+    snap_projections = _read_snapshots(netns_dir, report.last_seq, found)
+    fold_from, projection = _fold_start(
+        report, snap_projections, snapshots, found.checks, Projection(netns_dir)
+    )
+    if report.last_seq and fold_from is not None:
+        _fold(d, key, (fold_from, report.last_seq), projection, snap_projections, found, enabled)
+    _unchecked_snapshots(snap_projections, found)
+    return _result(d, report, head_bytes, fold_from, found)
+
+
+@attrs.define
+class _Findings:
+    """What one ``verify`` run has found so far; the steps below add to it."""
+
+    max_problems: int
+    snapshots: dict[int, str]
+    problems: list[Problem] = attrs.field(factory=list)
+    checks: dict[int, SnapshotCheck] = attrs.field(factory=dict)
+    events: int = 0
+    unlisted: int = 0  # fold problems beyond max_problems: counted, not kept
+    fold_stopped: bool = False
+
+
+def _head_bytes(head: bytes | str | None) -> bytes | None:
+    """``head`` as 32 bytes (or None); ValueError for anything else."""
     if isinstance(head, str):
         try:
             head_bytes: bytes | None = bytes.fromhex(head.strip())
@@ -242,31 +220,38 @@ def verify(
         head_bytes = head
     if head_bytes is not None and len(head_bytes) != 32:
         raise ValueError(f"a chain head is 32 bytes (64 hex digits), got {len(head_bytes)} bytes")
+    return head_bytes
 
+
+def _verify_without_log(
+    d: str, snapshots: dict[int, str], head_bytes: bytes | None
+) -> VerifyResult:
+    """The result for a state dir with no log: every snapshot and a head are problems."""
     problems: list[Problem] = []
-    snapshots = {seq: path for seq, path in snap.list_snapshots(d)}
     checks: dict[int, SnapshotCheck] = {}
+    for seq, path in snapshots.items():
+        checks[seq] = SnapshotCheck(path, seq, False, "there is no log to check it against")
+    problems += [Problem("snapshot", c.reason, c.seq, c.path) for c in checks.values()]
+    if head_bytes is not None and any(head_bytes):
+        problems.append(Problem("head", f"head {head_bytes.hex()} not found: the log is empty"))
+    return VerifyResult(
+        d,
+        not problems,
+        tuple(problems),
+        0,
+        0,
+        0,
+        "00" * 32,
+        True,
+        head_bytes is not None,
+        tuple(checks.values()),
+    )
 
-    if not has_log(d):
-        for seq, path in snapshots.items():
-            checks[seq] = SnapshotCheck(path, seq, False, "there is no log to check it against")
-        problems += [Problem("snapshot", c.reason, c.seq, c.path) for c in checks.values()]
-        if head_bytes is not None and any(head_bytes):
-            problems.append(Problem("head", f"head {head_bytes.hex()} not found: the log is empty"))
-        return VerifyResult(
-            d,
-            not problems,
-            tuple(problems),
-            0,
-            0,
-            0,
-            "00" * 32,
-            True,
-            head_bytes is not None,
-            tuple(checks.values()),
-        )
 
-    enabled = None if progress is None else progress
+def _check_log(
+    d: str, key: bytes | None, head_bytes: bytes | None, enabled: bool | None, found: _Findings
+) -> eventlog.VerifyReport:
+    """The byte-level check (eventlog.verify); its problem, if any, goes to ``found``."""
     # eventlog.verify offers no progress callback: a static line says what runs.
     with Progress(0, "verifying checksums and chain...", enabled=enabled) as bar:
         bar.update(0)
@@ -274,81 +259,113 @@ def verify(
     if report.problem is not None:
         p = report.problem
         kind = "head" if p.seq is None and "head" in p.reason else "log"
-        problems.append(Problem(kind, p.reason, p.seq, p.segment, p.offset))
+        found.problems.append(Problem(kind, p.reason, p.seq, p.segment, p.offset))
+    return report
 
-    # Fold the part of the log that eventlog.verify found intact.
-    projection = Projection(netns_dir)
-    events = 0
-    unlisted = 0  # fold problems beyond max_problems: counted, not kept
+
+def _read_snapshots(
+    netns_dir: str, last_seq: int, found: _Findings
+) -> dict[int, tuple[bytes, Projection]]:
+    """Read every snapshot past seq 0: seq -> (digest, projection) for those the
+    fold can compare; an unreadable one or one beyond the log is a failed check."""
     snap_projections: dict[int, tuple[bytes, Projection]] = {}
-    for seq in sorted(snapshots):
-        path = snapshots[seq]
+    for seq in sorted(found.snapshots):
+        path = found.snapshots[seq]
         if seq == 0:
             continue
         try:
             _s, digest, proj = snap.read_snapshot(path, netns_dir)
         except snap.SnapshotError as exc:
-            checks[seq] = SnapshotCheck(path, seq, False, _err(exc))
+            found.checks[seq] = SnapshotCheck(path, seq, False, _err(exc))
             continue
-        if seq > report.last_seq:
-            checks[seq] = SnapshotCheck(
-                path, seq, False, f"it is at seq {seq}, beyond the log's last seq {report.last_seq}"
+        if seq > last_seq:
+            found.checks[seq] = SnapshotCheck(
+                path, seq, False, f"it is at seq {seq}, beyond the log's last seq {last_seq}"
             )
             continue
         snap_projections[seq] = (digest, proj)
+    return snap_projections
 
-    fold_stopped = False
-    if report.last_seq:
-        with LogProgress(d, "checking events", enabled=enabled) as bar:
-            records = iter(eventlog.read(d, to_seq=report.last_seq, key=key))
-            try:
-                for rec in records:
-                    bar.at(rec.segment, rec.offset)
-                    problem, stop = _check_record(rec, projection)
-                    if problem is not None:
-                        if len(problems) < max_problems:
-                            problems.append(problem)
-                        else:
-                            unlisted += 1
-                    if stop:
-                        fold_stopped = True
-                        break
-                    events += 1
-                    if rec.seq in snap_projections:
-                        digest, proj = snap_projections.pop(rec.seq)
-                        checks[rec.seq] = _compare_snapshot(
-                            snapshots[rec.seq], rec, digest, proj, projection
-                        )
-            except eventlog.CorruptLogError as exc:
-                # eventlog.verify reported it already unless the log changed meanwhile.
-                if not any(p.kind == "log" for p in problems):
-                    problems.append(Problem("log", exc.reason, exc.seq, exc.segment, exc.offset))
-                fold_stopped = True
-            finally:
-                close = getattr(records, "close", None)
-                if close is not None:
-                    close()
+
+def _fold(
+    d: str,
+    key: bytes | None,
+    seqs: tuple[int, int],
+    projection: Projection,
+    snap_projections: dict[int, tuple[bytes, Projection]],
+    found: _Findings,
+    enabled: bool | None,
+) -> None:
+    """Re-check every event from ``seqs[0]`` to ``seqs[1]`` against the rules while
+    folding it, comparing each snapshot with the fold when its seq is reached."""
+    with LogProgress(d, "checking events", enabled=enabled) as bar:
+        records = iter(eventlog.read(d, seqs[0], seqs[1], key=key))
+        try:
+            for rec in records:
+                bar.at(rec.segment, rec.offset)
+                problem, stop = _check_record(rec, projection)
+                if problem is not None:
+                    if len(found.problems) < found.max_problems:
+                        found.problems.append(problem)
+                    else:
+                        found.unlisted += 1
+                if stop:
+                    found.fold_stopped = True
+                    break
+                found.events += 1
+                if rec.seq in snap_projections:
+                    digest, proj = snap_projections.pop(rec.seq)
+                    found.checks[rec.seq] = _compare_snapshot(
+                        found.snapshots[rec.seq], rec, digest, proj, projection
+                    )
+        except eventlog.CorruptLogError as exc:
+            # eventlog.verify reported it already unless the log changed meanwhile.
+            if not any(p.kind == "log" for p in found.problems):
+                found.problems.append(Problem("log", exc.reason, exc.seq, exc.segment, exc.offset))
+            found.fold_stopped = True
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
+
+
+def _unchecked_snapshots(
+    snap_projections: dict[int, tuple[bytes, Projection]], found: _Findings
+) -> None:
+    """The snapshots the fold never reached are failed checks, saying why."""
     for seq, (_digest, _proj) in snap_projections.items():
         reason = (
             "not checked: the events before it could not be folded"
-            if fold_stopped
+            if found.fold_stopped
             else "not checked: the log ended before its seq"
         )
-        checks[seq] = SnapshotCheck(snapshots[seq], seq, False, reason)
+        found.checks[seq] = SnapshotCheck(found.snapshots[seq], seq, False, reason)
 
-    for check in checks.values():
+
+def _result(
+    d: str,
+    report: eventlog.VerifyReport,
+    head_bytes: bytes | None,
+    fold_from: int | None,
+    found: _Findings,
+) -> VerifyResult:
+    """The report: snapshot problems added, all in log order, capped, with notes."""
+    problems = found.problems
+    for check in found.checks.values():
         if not check.ok:
             problems.append(Problem("snapshot", check.reason, check.seq, check.path))
 
     problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     notes = list(report.notes)
+    if fold_from is None and report.last_seq:
+        notes.append("transitions not checked: no snapshot at or after the compaction point")
     broken = sorted(n for n in os.listdir(d) if ".broken" in n)
     if broken:
         notes.append(
             "torn tails cut by crash recovery were kept as " + ", ".join(broken) + " (evidence)"
         )
-    unlisted += max(0, len(problems) - max_problems)
-    problems = problems[:max_problems]
+    unlisted = found.unlisted + max(0, len(problems) - found.max_problems)
+    problems = problems[: found.max_problems]
     if unlisted:
         notes.append(f"{unlisted} more problems not listed")
     return VerifyResult(
@@ -356,15 +373,42 @@ def verify(
         not problems,
         tuple(problems),
         report.records,
-        events,
+        found.events,
         report.last_seq,
         report.head,
         report.chain_checked,
         head_bytes is not None,
-        tuple(sorted(checks.values(), key=lambda c: c.seq)),
+        tuple(sorted(found.checks.values(), key=lambda c: c.seq)),
         report.torn_tail,
         tuple(notes),
     )
+
+
+def _fold_start(
+    report: eventlog.VerifyReport,
+    snap_projections: dict[int, tuple[bytes, Projection]],
+    snapshots: dict[int, str],
+    checks: dict[int, SnapshotCheck],
+    projection: Projection,
+) -> tuple[int | None, Projection]:
+    """Where the transition check starts: seq 1, or on a compacted log the oldest
+    snapshot at or after the compaction point (its state is the fold's start,
+    as for a store's open); None when no snapshot covers the missing history."""
+    first = report.first_seq or 1
+    if first == 1:
+        return 1, projection
+    for seq in sorted(snap_projections):
+        if seq < first - 1:
+            snap_projections.pop(seq)
+            checks[seq] = SnapshotCheck(
+                snapshots[seq], seq, True, f"not checked: history before seq {first} is not local"
+            )
+    if not snap_projections:
+        return None, projection
+    base = min(snap_projections)
+    _digest, start = snap_projections.pop(base)
+    checks[base] = SnapshotCheck(snapshots[base], base, True, "the start of the local fold")
+    return base + 1, start
 
 
 def _check_record(rec: Record, projection: Projection) -> tuple[Problem | None, bool]:
@@ -382,7 +426,7 @@ def _check_record(rec: Record, projection: Projection) -> tuple[Problem | None, 
         return Problem(kind, why, rec.seq, rec.segment, rec.offset, sid)
 
     try:
-        event = ev.upcast(rec.payload)
+        event = ev.decode(rec.payload)
     except (StoreError, ValueError, TypeError, KeyError) as exc:
         return problem("event", _err(exc)), True
     why = check_event(projection, event)

@@ -14,9 +14,11 @@ folded up to the chosen point:
 
 ``upto_seq=k``
     the state right after event k. The newest *valid* snapshot at or before k
-    is the starting point (valid: it decodes, and the log's chain digest at
-    its seq equals the digest the snapshot recorded, so a snapshot of another
-    history is never trusted), then the log from there to k.
+    is the starting point (valid: it is a regular file, it decodes, its
+    content validates as events do, it carries a MAC under ``key`` when one
+    is given, and the log's chain digest at its seq equals the digest the
+    snapshot recorded, so a snapshot of another history is never trusted),
+    then the log from there to k. A skipped snapshot is logged as a warning.
 ``at=t`` (int ns or datetime)
     the state after the longest prefix of the log whose records were all
     written at or before t (record ``time_ns`` is the writer's wall clock per
@@ -30,17 +32,21 @@ A point beyond the end of the log is an error (``PointOutOfRangeError``)
 rather than silently the current state: "after event 900" of a 500-event
 log is a wrong number, not a question with an answer.
 
-A NATS URL instead of a state dir (``load("nats://host:4222", node="n1")``)
-reads the node's records from the fleet stream (``replay.fleet.view.load_fleet``).
+A URL instead of a state dir is handed to the loader registered for its
+scheme (``register_source``): ``replay`` registers the fleet's, so that
+``load("nats://host:4222", node="n1")`` reads node n1's records from the
+fleet stream. This module knows no scheme itself - the read side below the
+fleet must not depend on it.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -57,6 +63,8 @@ from sandbox.reads import NO_GUARD, Reads
 __all__ = ["StoreView", "check_state_dir", "load"]
 
 _NO_LIMIT = 2**63 - 1
+
+log = logging.getLogger(__name__)
 
 
 def check_state_dir(state_dir: str | os.PathLike[str]) -> str:
@@ -160,6 +168,42 @@ def _close(it: Iterator[Any]) -> None:
         close()
 
 
+class SourceLoader(Protocol):
+    """Loads a view from a source that is not a state dir (a URL of a registered scheme)."""
+
+    def __call__(
+        self,
+        source: str,
+        upto_seq: int | None,
+        at: TimeLike | None,
+        *,
+        netns_dir: str,
+        node: str | None,
+        stream: str | None,
+    ) -> StoreView: ...
+
+
+#: URL scheme (lower case) -> its loader; filled by ``register_source``.
+_SOURCES: dict[str, SourceLoader] = {}
+
+
+def register_source(schemes: Iterable[str], loader: SourceLoader) -> None:
+    """Make ``load(URL, ...)`` call ``loader`` for a URL with one of ``schemes``.
+
+    Why a registry: the fleet reads a node's state from NATS and returns the
+    same ``StoreView``; plugging it in here keeps this module free of it (and
+    of its client) while ``replay.load`` still takes either kind of source.
+    """
+    for scheme in schemes:
+        _SOURCES[scheme.lower()] = loader
+
+
+def _source_loader(source: object) -> SourceLoader | None:
+    if not isinstance(source, str) or "://" not in source:
+        return None
+    return _SOURCES.get(source.split("://", 1)[0].lower())
+
+
 def load(
     state_dir: str | os.PathLike[str],
     upto_seq: int | None = None,
@@ -169,15 +213,16 @@ def load(
     netns_dir: str = DEFAULT_NETNS_DIR,
     progress: bool | None = False,
     node: str | None = None,
-    stream: str = "SANDBOXLOG",
+    stream: str | None = None,
 ) -> StoreView:
     """The read-only state after event ``upto_seq``, as of wall time ``at``, or now.
 
-    ``state_dir`` may also be NATS server URL(s) (``nats://host:4222``, several
-    comma-separated): then the state is node ``node``'s, folded from its
-    records on the fleet stream ``stream`` (``replay.fleet.view.load_fleet``,
-    which also raises the fleet errors; ``key`` and ``progress`` are not used
-    there - ``replay.fleet.fleet_verify`` checks a shipped chain).
+    ``state_dir`` may also be a URL of a registered scheme (``register_source``),
+    read by its loader with ``node`` and ``stream``: NATS server URL(s)
+    (``nats://host:4222``, several comma-separated) give node ``node``'s state
+    from the fleet stream ``stream`` (``replay.fleet.view.load_fleet``, which
+    also raises the fleet errors; ``key`` and ``progress`` are not used there -
+    ``replay.fleet.fleet_verify`` checks a shipped chain).
 
     Never takes the writer lock; safe while a writer appends (a record being
     written is not seen yet). ``key`` checks a keyed log's chain.
@@ -190,13 +235,10 @@ def load(
     point), and the sandbox package's event errors (an event this code cannot
     read).
     """
-    if isinstance(state_dir, str) and "://" in state_dir:  # no fleet import for a path
-        from replay.fleet.view import is_nats_source, load_fleet
-
-        if is_nats_source(state_dir):
-            if node is None:
-                raise ValueError("a NATS source needs node=: a state is one node's")
-            return load_fleet(state_dir, stream, node, upto_seq, at, netns_dir=netns_dir)
+    source_loader = _source_loader(state_dir)
+    if source_loader is not None:
+        assert isinstance(state_dir, str)
+        return source_loader(state_dir, upto_seq, at, netns_dir=netns_dir, node=node, stream=stream)
     if upto_seq is not None and at is not None:
         raise ValueError("give upto_seq or at, not both")
     if upto_seq is not None and (isinstance(upto_seq, bool) or not isinstance(upto_seq, int)):
@@ -240,8 +282,10 @@ def _load_upto(
         if seq == 0 or seq > target:
             continue
         try:
-            info = snap.read_snapshot_info(path, netns_dir)
-        except snap.SnapshotError:
+            info = snap.read_snapshot_info(path, netns_dir, key=key)
+        except snap.SnapshotError as exc:
+            # As the store does: a snapshot is never an authority; say why it was not used.
+            log.warning("snapshot %s skipped: %s", path, exc)
             continue
         projection = info.projection
         # From the snapshot's recorded log position when it checks out; the log's
@@ -249,8 +293,9 @@ def _load_upto(
         records = snap.tail_records(d, info, to_seq=target, key=key)
         try:
             last, _ = _fold(records, projection, progress=bar)
-        except eventlog.PositionMismatchError:
-            continue  # not this log's history at that seq
+        except eventlog.PositionMismatchError as exc:
+            log.warning("snapshot %s skipped: another history: %s", path, exc.reason)
+            continue
         finally:
             _close(records)
         if last is None:  # the point is the snapshot's own seq: its record's time

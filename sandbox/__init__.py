@@ -37,6 +37,7 @@ from sandbox.errors import (
     InvalidIDError,
     InvalidMetadataError,
     InvalidTransitionError,
+    NetNSDirMismatchError,
     NetNSSetupError,
     NotFoundError,
     SnapshotError,
@@ -46,6 +47,7 @@ from sandbox.errors import (
     UnsafePathError,
     UnsupportedVersionError,
 )
+from sandbox.logport import LogPort, MemoryLog
 from sandbox.metadata import Metadata
 from sandbox.netns import DEFAULT_NETNS_DIR, NetNS
 from sandbox.ownership import NetNSState, OwnedNetNS
@@ -72,10 +74,13 @@ __all__ = [
     "LinuxContainerResources",
     "LinuxPodSandboxConfig",
     "LinuxSandboxSecurityContext",
+    "LogPort",
+    "MemoryLog",
     "Metadata",
     "NamespaceMode",
     "NamespaceOption",
     "NetNS",
+    "NetNSDirMismatchError",
     "NetNSSetupError",
     "NetNSState",
     "NotFoundError",

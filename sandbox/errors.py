@@ -72,8 +72,12 @@ class StoreClosedError(StoreError):
 
 
 class NetNSSetupError(StoreError):
-    """A sandbox was added (durably) but its network namespace could not be made.
+    """``add(create_netns=True)`` could not make the sandbox's network namespace.
 
-    The sandbox stays in the store, its namespace path stays owned; a later
-    ``reconcile()`` retries, ``delete()`` cleans up.
+    All or nothing (containerd's RunPodSandbox): the sandbox is not in the store
+    any more - the log keeps the attempt, the failure and the delete.
     """
+
+
+class NetNSDirMismatchError(StoreError, ValueError):
+    """An open named a netns dir other than the one the store's log recorded."""

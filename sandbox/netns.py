@@ -1,40 +1,16 @@
-"""Network namespaces in the kernel: the only module that unshares or mounts.
+"""Network namespaces in the kernel: the NetNS handle, creation and removal.
 
 A named network namespace is an nsfs bind mount of a namespace file onto an
 empty placeholder file, by default ``/var/run/netns/cni-<uuid>``. The bind
 mount is what keeps the namespace alive once no process is inside it.
 
-How a namespace is made (``create_at``)
-    A short-lived helper *thread* calls ``unshare(CLONE_NEWNET)`` - which
-    moves only that thread into a brand-new namespace, because namespaces
-    are per task - then bind-mounts ``/proc/thread-self/ns/net`` onto the
-    placeholder and exits. The thread's reference to the namespace dies with
-    it; the mount keeps the namespace. The calling thread, and every other
-    thread of the process, never changes namespace.
-
-    It never forks. A forked child inherits every open file description,
-    including the event log's ``flock`` writer lock: if the parent is killed
-    while such a helper lives (``pyroute2.netns.create`` forks one), the
-    orphan keeps the lock and the store cannot be reopened. A thread shares
-    the parent's fate.
-
-    The placeholder is created with ``O_CREAT|O_EXCL``, held under an
-    exclusive ``flock`` until mounted over (two racing creators never stack
-    two namespaces), and the mount targets that very file through
-    ``/proc/self/fd/<fd>``, so a file swapped in at the path meanwhile is
-    never mounted over. An EMPTY placeholder already
-    there (a crash between placeholder and mount) is reused by the
-    reconciler, so such a crash never strands a file or a second namespace.
-
-Why liveness is never cached (``is_live_netns``, ``NetNS.closed``)
-    Anyone with root can ``umount`` or ``ip netns delete`` a namespace, and
-    an external umount sends no inotify event. containerd/cri cached a
-    ``closed`` flag and reported stale state after such an unmount (cri
-    #950). Here every answer is read from the kernel on the call: the file
-    is opened ``O_NOFOLLOW`` and must sit on nsfs (``fstatfs`` magic
-    0x6e736673) and answer the ``NS_GET_NSTYPE`` ioctl with CLONE_NEWNET.
-    A directory listing proves nothing (after an umount the placeholder
-    stays; ``ip netns list`` still shows it).
+This module is the public face: every name callers use is importable from
+here. Two helpers do the rest, each with its rules in its docstring:
+sandbox/netns_probe.py classifies what is at a path, asking the kernel on
+every call (why liveness is never cached); sandbox/netns_create.py makes a
+namespace (``create_at``: placeholder, flock claim, unshare + bind mount in
+a helper thread, never a fork). This module and netns_create are the only
+ones that unshare or mount.
 
 What may be removed (``NetNS.remove``)
     containerd's LoadNetNS/remove would delete whatever path it was handed.
@@ -51,18 +27,23 @@ What may be removed (``NetNS.remove``)
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
-import stat
-import threading
 import uuid
-from typing import Literal
 
 import attrs
 
-from eventlog import crashpoints
 from sandbox import _linux
 from sandbox.errors import ClosedNetNSError, StoreError, UnsafePathError
+from sandbox.netns_create import AFTER_MOUNT_BEFORE_RECORD, AFTER_PLACEHOLDER, create_namespace
+from sandbox.netns_probe import (
+    Entry,
+    EntryKind,
+    PathKind,
+    check_in_dir,
+    is_live_netns,
+    probe,
+    scan,
+)
 
 __all__ = [
     "AFTER_MOUNT_BEFORE_RECORD",
@@ -82,232 +63,11 @@ __all__ = [
 
 DEFAULT_NETNS_DIR = "/var/run/netns"
 
-AFTER_PLACEHOLDER = crashpoints.register(
-    "netns.after_placeholder",
-    "sandbox.netns.create_at: the placeholder file exists, nothing is mounted on it yet",
-)
-AFTER_MOUNT_BEFORE_RECORD = crashpoints.register(
-    "netns.after_mount_before_record",
-    "sandbox.netns.create_at: the namespace is mounted, the caller has not recorded it yet",
-)
-
 StrPath = str | os.PathLike[str]
 
-#: What a directory entry is, as the kernel says: a live network namespace
-#: (nsfs mount of a net namespace), an empty regular file (a placeholder), a
-#: regular file with content, a directory, a symlink, or anything else (a
-#: FIFO, a device, a mount of another filesystem or of another namespace type).
-EntryKind = Literal["netns", "empty-file", "file", "dir", "symlink", "other"]
-#: ``EntryKind`` plus "missing", for a single path that may not exist.
-PathKind = Literal["netns", "empty-file", "file", "dir", "symlink", "other", "missing"]
-
-# Flags for peeking at an entry: never follow a symlink, never block on a
-# FIFO, never acquire a controlling terminal, never leak into a child.
-_PROBE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
-# Placeholder creation: fail if anything at all is there already.
-_CREATE_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 # Stacked nsfs mounts at one path are unmounted one by one; more than this
 # many is not something this module made.
 _MAX_STACKED_MOUNTS = 64
-
-
-@attrs.frozen
-class Entry:
-    """One entry of a netns directory, classified by the kernel at scan time.
-
-    ``mounted`` is true when something is mounted on the path (nsfs for a
-    live namespace); ``nsfs`` when what is visible there is an nsfs file
-    (of any namespace type); ``detail`` says more for ``other``.
-    """
-
-    path: str
-    kind: PathKind
-    mounted: bool = False
-    nsfs: bool = False
-    size: int = 0
-    detail: str = ""
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
-
-    def describe(self) -> str:
-        """A phrase for messages: what is at the path."""
-        if self.kind == "netns":
-            return "a live network namespace (nsfs mount)"
-        if self.kind == "empty-file":
-            return "an empty placeholder file"
-        if self.kind == "file":
-            return f"a regular file with content ({self.size} bytes)"
-        if self.kind == "dir":
-            return "a directory"
-        if self.kind == "symlink":
-            return "a symlink"
-        if self.kind == "missing":
-            return "nothing"
-        return self.detail or "a file that is not a regular file"
-
-
-def probe(path: StrPath) -> Entry:
-    """Classify what is at ``path`` right now, asking the kernel (never a cache).
-
-    The path is first ``lstat``-ed so that symlinks, directories and special
-    files (FIFOs, devices - opening a device can have side effects) are never
-    opened; a regular file is then opened ``O_NOFOLLOW|O_NONBLOCK`` and
-    examined through that one descriptor: its filesystem (``fstatfs``), its
-    namespace type (``NS_GET_NSTYPE``), whether it is a mount root (``statx``).
-    """
-    p = os.fspath(path)
-    try:
-        st = os.lstat(p)
-    except (FileNotFoundError, NotADirectoryError):
-        return Entry(p, "missing")
-    if stat.S_ISLNK(st.st_mode):
-        return Entry(p, "symlink")
-    if stat.S_ISDIR(st.st_mode):
-        return Entry(p, "dir")
-    if not stat.S_ISREG(st.st_mode):
-        return Entry(p, "other", detail=f"a special file (mode {stat.filemode(st.st_mode)})")
-    try:
-        fd = os.open(p, _PROBE_FLAGS)
-    except (FileNotFoundError, NotADirectoryError):
-        return Entry(p, "missing")
-    except OSError as e:
-        if e.errno == errno.ELOOP:  # replaced by a symlink since the lstat
-            return Entry(p, "symlink")
-        return Entry(p, "other", detail=f"a file that cannot be opened ({e.strerror})")
-    try:
-        return _probe_fd(p, fd)
-    finally:
-        os.close(fd)
-
-
-def _probe_fd(p: str, fd: int) -> Entry:
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        return Entry(p, "other", detail=f"a special file (mode {stat.filemode(st.st_mode)})")
-    fstype = _linux.fstatfs_type(fd)
-    if fstype == _linux.NSFS_MAGIC:
-        try:
-            nstype = fcntl.ioctl(fd, _linux.NS_GET_NSTYPE)
-        except OSError:
-            nstype = -1
-        if nstype == _linux.CLONE_NEWNET:
-            return Entry(p, "netns", mounted=True, nsfs=True)
-        return Entry(
-            p,
-            "other",
-            mounted=True,
-            nsfs=True,
-            detail=f"an nsfs mount of a namespace that is not a network namespace "
-            f"(type {nstype:#x})",
-        )
-    if _linux.is_mount_root(fd):
-        return Entry(
-            p,
-            "other",
-            mounted=True,
-            size=st.st_size,
-            detail=f"a mount point of a filesystem other than nsfs (type {fstype:#x})",
-        )
-    if st.st_size == 0:
-        return Entry(p, "empty-file")
-    return Entry(p, "file", size=st.st_size)
-
-
-def is_live_netns(path: StrPath) -> bool:
-    """True if ``path`` is, right now, an nsfs mount of a network namespace.
-
-    Read from the kernel on every call and never cached: an external umount
-    or ``ip netns delete`` must be seen at once (cri #950). A symlink is
-    never followed, so a link to ``/proc/1/ns/net`` is not "live".
-    """
-    return probe(path).kind == "netns"
-
-
-def check_in_dir(path: StrPath, netns_dir: StrPath) -> str:
-    """Return ``path`` spelled from netns_dir's real path, or raise UnsafePathError.
-
-    The store only ever touches direct children of its netns_dir: the
-    directory part of ``path`` must resolve (symlinks followed, ``..``
-    resolved by the kernel's rules) to the same directory as netns_dir, and
-    the last component must be a plain name. Callers then act on the
-    returned spelling, the one that was checked. The last component itself
-    is not resolved here: whether it is a symlink is the caller's business
-    (all refuse one).
-    """
-    raw = os.fspath(path)
-    if not raw:
-        raise UnsafePathError(f"empty netns path: expected a file inside {os.fspath(netns_dir)}")
-    absolute = raw if os.path.isabs(raw) else os.path.join(os.getcwd(), raw)
-    parent, name = os.path.split(absolute)
-    if name in ("", ".", ".."):
-        raise UnsafePathError(
-            f"{raw}: not a file name inside the netns directory {os.fspath(netns_dir)}; not touched"
-        )
-    real_dir = os.path.realpath(os.fspath(netns_dir))
-    real_parent = os.path.realpath(parent)
-    if real_parent != real_dir:
-        raise UnsafePathError(
-            f"{raw}: outside the netns directory {os.fspath(netns_dir)} (its directory is "
-            f"{real_parent}, expected {real_dir}); not touched"
-        )
-    return os.path.join(real_dir, name)
-
-
-def scan(netns_dir: StrPath) -> list[Entry]:
-    """Every entry of netns_dir, sorted by name, each classified by ``probe``.
-
-    A missing directory has no entries. An entry that vanishes while being
-    looked at is left out (it is gone); one that cannot be examined is
-    "other", and the rest are still classified.
-    """
-    d = os.fspath(netns_dir)
-    try:
-        with os.scandir(d) as it:
-            names = sorted(de.name for de in it)
-    except FileNotFoundError:
-        return []
-    out: list[Entry] = []
-    for name in names:
-        path = os.path.join(d, name)
-        try:
-            entry = probe(path)
-        except OSError as e:  # one odd entry must not hide the others
-            entry = Entry(path, "other", detail=f"an entry that cannot be examined ({e})")
-        if entry.kind != "missing":
-            out.append(entry)
-    return out
-
-
-def _unshare_and_mount(target_fd: int) -> None:
-    """Make a new network namespace and bind-mount it onto the open file target_fd.
-
-    Done in a helper thread that is created for this and exits right after:
-    ``unshare(CLONE_NEWNET)`` changes the namespace of the calling thread
-    only, so the caller's threads stay where they are; and a thread, unlike
-    a forked helper, cannot outlive the process holding the log's writer
-    lock. The mount target is ``/proc/self/fd/<fd>`` (the fd table is shared
-    by all threads), i.e. exactly the placeholder that was checked, even if
-    the path has been swapped since.
-    """
-    failures: list[BaseException] = []
-    target = f"/proc/self/fd/{target_fd}"
-
-    def helper() -> None:
-        try:
-            _linux.unshare(_linux.CLONE_NEWNET)
-            _linux.bind_mount("/proc/thread-self/ns/net", target)
-        except BaseException as e:  # handed to the caller below
-            failures.append(e)
-        # Returning ends the OS thread: its reference to the namespace goes,
-        # the bind mount keeps the namespace alive.
-
-    t = threading.Thread(target=helper, name="netns-create", daemon=True)
-    t.start()
-    t.join()
-    if failures:
-        raise failures[0]
 
 
 def create_at(
@@ -328,102 +88,11 @@ def create_at(
     mounted) and ``netns.after_mount_before_record`` (mounted, the caller
     has not recorded it).
 
-    netns_dir must exist (``NetNS.new`` and the reconciler create it).
+    netns_dir must exist (``NetNS.new`` and the reconciler create it). How it
+    is made: sandbox/netns_create.py.
     """
-    resolved = check_in_dir(path, netns_dir)
-    made = False
-    try:
-        fd = os.open(resolved, _CREATE_FLAGS, 0o444)
-        made = True
-    except FileExistsError:
-        fd = _open_placeholder(path, resolved, reuse_placeholder)
-    except OSError as e:
-        raise StoreError(
-            f"{os.fspath(path)}: cannot create the namespace placeholder: {e.strerror}"
-        ) from e
-    try:
-        _claim(path, resolved, fd)
-        if crashpoints.ARMED:
-            crashpoints.hit(AFTER_PLACEHOLDER)
-        try:
-            _unshare_and_mount(fd)
-        except OSError as e:
-            if made:
-                _unlink_if_same(resolved, fd)
-            raise StoreError(
-                f"{os.fspath(path)}: cannot create a network namespace there "
-                f"({e.strerror}); expected unshare(CLONE_NEWNET) and a bind mount to succeed "
-                f"(root or CAP_SYS_ADMIN needed)"
-            ) from e
-    finally:
-        os.close(fd)
-    if crashpoints.ARMED:
-        crashpoints.hit(AFTER_MOUNT_BEFORE_RECORD)
+    create_namespace(path, netns_dir, reuse_placeholder=reuse_placeholder)
     return NetNS(path, netns_dir)
-
-
-def _open_placeholder(path: StrPath, resolved: str, reuse: bool) -> int:
-    """Open an existing path for reuse as a placeholder, or raise UnsafePathError."""
-    entry = probe(resolved)
-    if entry.kind != "empty-file" or not reuse:
-        raise UnsafePathError(
-            f"{os.fspath(path)}: cannot create a namespace here: it holds {entry.describe()}; "
-            f"expected nothing{' or an empty placeholder file' if reuse else ''}; not touched"
-        )
-    fd = os.open(resolved, _PROBE_FLAGS)
-    try:
-        again = _probe_fd(resolved, fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    if again.kind != "empty-file":  # changed between the two looks
-        os.close(fd)
-        raise UnsafePathError(
-            f"{os.fspath(path)}: cannot create a namespace here: it now holds "
-            f"{again.describe()}; expected an empty placeholder file; not touched"
-        )
-    return fd
-
-
-def _claim(path: StrPath, resolved: str, fd: int) -> None:
-    """Hold an exclusive flock on the placeholder until it is mounted over.
-
-    Two creators racing for one path (say the reconciler and a second
-    reconcile started by a watchdog hint) would otherwise both mount, one
-    namespace hidden under the other. Whoever holds the lock mounts; the
-    other sees the lock, or - once the lock is free - that the path no
-    longer names this file (a mount is on it), and refuses. A killed
-    creator's lock dies with it, so a placeholder left by a crash is
-    reusable at once.
-    """
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise UnsafePathError(
-            f"{os.fspath(path)}: another creator is mounting a namespace here right now; "
-            f"expected an unclaimed placeholder; not touched"
-        ) from None
-    mine = os.fstat(fd)
-    try:
-        there = os.lstat(resolved)
-    except FileNotFoundError:
-        there = None
-    if there is None or (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino):
-        raise UnsafePathError(
-            f"{os.fspath(path)}: the placeholder changed while being claimed (now "
-            f"{probe(resolved).describe()}); expected the empty placeholder; not touched"
-        )
-
-
-def _unlink_if_same(resolved: str, fd: int) -> None:
-    """Unlink the placeholder we made, if the path still names that very file."""
-    try:
-        mine = os.fstat(fd)
-        there = os.lstat(resolved)
-        if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
-            os.unlink(resolved)
-    except OSError:
-        pass  # best effort: an empty placeholder is reused or swept later
 
 
 def remove_at(path: StrPath, netns_dir: StrPath = DEFAULT_NETNS_DIR) -> str:

@@ -14,10 +14,13 @@ aborting replay - one odd record must not make a node's sandboxes
 unrecoverable (cri #1014). An event whose *shape* is wrong (a field
 missing or of the wrong type) raises ``InvalidEventError`` naming its seq.
 
-Why it looks the way it does (replay speed, ~1M events): state is kept as the
-plain dicts the events carried (no attrs object per StatusUpdated), dispatch
-is one dict lookup on the event type, and user-facing ``Sandbox`` values are
-built lazily on the first read after a change and cached until the next one.
+Events arrive typed (sandbox/events.py decodes and upcasts a payload once;
+``apply`` accepts either) and each class has one handler. The namespace
+ownership steps it folds come from the rule book (sandbox/rules.py), so the
+projection, the store and ``verify`` read one table. For replay speed state
+is kept as plain maps (the event's metadata map, its status as a map), and
+user-facing ``Sandbox`` values are built lazily on the first read after a
+change and cached until the next one.
 
 What it holds:
 
@@ -37,6 +40,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sandbox import events as ev
+from sandbox import rules
 from sandbox.config import PodSandboxConfig
 from sandbox.errors import StoreError, UnknownEventError, UnsupportedVersionError
 from sandbox.events import InvalidEventError
@@ -49,26 +53,29 @@ from sandbox.status import State, Status
 
 __all__ = ["SNAPSHOT_FORMAT", "Projection"]
 
-#: Version of the ``to_snapshot`` dict layout.
-SNAPSHOT_FORMAT = 1
+#: Version of the ``to_snapshot`` dict layout. 2: each owned entry carries the seq of
+#: the NetNSAssigned record that made it (so a removal can be checked against the log).
+SNAPSHOT_FORMAT = 2
 
 _ASSIGNED = NetNSState.ASSIGNED
 _CREATED = NetNSState.CREATED
 _REMOVING = NetNSState.REMOVING
 _CLOSED = NetNSState.CLOSED
 _STATE_BY_VALUE = {s.value: s for s in NetNSState}
-_STATUS_UPDATED = ev.STATUS_UPDATED
-_STATUS_V = ev.CURRENT[ev.STATUS_UPDATED]
 # Owned states in which a sandbox shows a netns handle.
 _HANDLE_STATES = (_ASSIGNED, _CREATED, _CLOSED)
 
 
 class _Entry:
-    """One sandbox's state: the event maps as written, plus lazily built values."""
+    """One sandbox's state: the add event's metadata (its config still the Go-JSON map),
+    the current Status (immutable, shared with the event that set it), lazily built values.
+
+    A ``__slots__`` class rather than attrs: one is made per add on the replay hot path.
+    """
 
     __slots__ = ("meta", "metadata", "owned", "sandbox", "status")
 
-    def __init__(self, meta: dict[str, Any], status: dict[str, Any]) -> None:
+    def __init__(self, meta: ev.AddedMetadata, status: Status) -> None:
         self.meta = meta
         self.status = status
         self.owned: tuple[str, ...] = ()  # paths the log assigned to this sandbox, in order
@@ -76,12 +83,8 @@ class _Entry:
         self.sandbox: Sandbox | None = None  # built on first read after a change
 
 
-def _no_op(seq: int, event: dict[str, Any]) -> None:
+def _no_op(seq: int, event: ev.Event) -> None:
     """Events that record something about the log, not the sandboxes, fold to nothing."""
-
-
-def _bad(seq: int, event: dict[str, Any], what: str) -> InvalidEventError:
-    return InvalidEventError(f"event seq {seq} ({event.get('type')!r}): {what}")
 
 
 class Projection:
@@ -89,31 +92,38 @@ class Projection:
 
     def __init__(self, netns_dir: str = DEFAULT_NETNS_DIR) -> None:
         self.netns_dir = netns_dir
+        #: The netns dir the log recorded (NetNSDirRecorded; not in snapshots: the
+        #: store reads it from the log's first records, sandbox/netnsdir.py).
+        self.recorded_netns_dir: str | None = None
         self.last_seq = 0
         self._sandboxes: dict[str, _Entry] = {}
         self._owned: dict[str, tuple[str, NetNSState]] = {}
+        # path -> seq of the NetNSAssigned record behind its ``_owned`` entry.
+        self._assigned_at: dict[str, int] = {}
         self.index = TruncIndex()
         self.names = Registrar()
-        self._dispatch: dict[str, tuple[int, Callable[[int, dict[str, Any]], None]]] = {
-            ev.SANDBOX_ADDED: (ev.CURRENT[ev.SANDBOX_ADDED], self._added),
-            ev.SANDBOX_DELETED: (ev.CURRENT[ev.SANDBOX_DELETED], self._deleted),
-            ev.STATUS_UPDATED: (ev.CURRENT[ev.STATUS_UPDATED], self._status),
-            ev.NETNS_ASSIGNED: (ev.CURRENT[ev.NETNS_ASSIGNED], self._assigned),
-            ev.NETNS_CREATED: (ev.CURRENT[ev.NETNS_CREATED], self._created),
-            ev.NETNS_REMOVE_REQUESTED: (
-                ev.CURRENT[ev.NETNS_REMOVE_REQUESTED],
-                self._remove_requested,
-            ),
-            ev.NETNS_REMOVED: (ev.CURRENT[ev.NETNS_REMOVED], self._removed),
-            ev.NETNS_CLOSED: (ev.CURRENT[ev.NETNS_CLOSED], self._closed),
+        # One handler per event class; each takes the typed event it is keyed by.
+        self._dispatch: dict[type[ev.Event], Callable[[int, Any], None]] = {
+            ev.SandboxAdded: self._added,
+            ev.SandboxDeleted: self._deleted,
+            ev.StatusUpdated: self._status,
+            ev.NetNSAssigned: self._assigned,
+            ev.NetNSCreated: self._created,
+            ev.NetNSRemoveRequested: self._remove_requested,
+            ev.NetNSRemoved: self._removed,
+            ev.NetNSClosed: self._closed,
+            ev.NetNSCreateFailed: self._create_failed,
+            ev.NetNSDirRecorded: self._dir_recorded,
             # A repair record changes no sandbox: the cut was made to the bytes.
-            ev.LOG_REPAIRED: (ev.CURRENT[ev.LOG_REPAIRED], _no_op),
+            ev.LogRepaired: _no_op,
         }
 
     # -- the fold ----------------------------------------------------------
 
-    def apply(self, seq: int, event: dict[str, Any]) -> None:
-        """Fold one event (upcast first if it is an old version) at ``seq``.
+    def apply(self, seq: int, event: ev.Event | dict[str, Any]) -> None:
+        """Fold one event at ``seq``: a typed event, or a log payload map (decoded - and
+        upcast - here, once; ``UnknownEventError`` / ``UnsupportedVersionError`` /
+        ``InvalidEventError`` name the seq).
 
         ``seq`` must be ``last_seq + 1``: a gap or a repeat means the caller
         lost track of the log, which would silently corrupt state.
@@ -123,54 +133,25 @@ class Projection:
                 f"projection at seq {self.last_seq} cannot apply seq {seq}; expected "
                 f"{self.last_seq + 1} (events must be applied in order, once)"
             )
-        try:
-            kind = event["type"]
-            if kind == _STATUS_UPDATED and event["v"] == _STATUS_V:
-                # The hot path (most of a node's history): inlined, no handler call.
-                entry = self._sandboxes.get(event["id"])
-                if entry is not None:
-                    status = event["status"]
-                    if type(status) is not dict:
-                        raise _bad(seq, event, "status must be a map")
-                    entry.status = status
-                    entry.sandbox = None
-            else:
-                version, handler = self._dispatch[kind]
-                if event["v"] != version:
-                    event = ev.upcast(event)
-                handler(seq, event)
-        except (KeyError, TypeError, AttributeError) as exc:
-            if not isinstance(event, dict):
-                raise InvalidEventError(
-                    f"event seq {seq}: expected a map, got {type(event).__name__}"
-                ) from None
+        if not isinstance(event, ev.Event):
             try:
-                # An unknown type or a missing/newer version is reported as such.
-                ev.upcast(event)
-            except (UnknownEventError, UnsupportedVersionError) as why:
+                event = ev.decode(event)
+            except (UnknownEventError, UnsupportedVersionError, InvalidEventError) as why:
                 raise type(why)(f"event seq {seq}: {why}") from None
-            raise _bad(seq, event, f"malformed: {exc!r}") from None
-        except (UnknownEventError, UnsupportedVersionError) as why:
-            raise type(why)(f"event seq {seq}: {why}") from None
+        self._dispatch[type(event)](seq, event)
         self.last_seq = seq
 
-    def _added(self, seq: int, event: dict[str, Any]) -> None:
-        sandbox_id = event["id"]
-        meta = event["metadata"]
-        status = event["status"]
-        if type(sandbox_id) is not str or type(meta) is not dict or type(status) is not dict:
-            raise _bad(seq, event, "id must be a str, metadata and status maps")
-        name = meta["name"]
-        if type(name) is not str or meta["id"] != sandbox_id:
-            raise _bad(seq, event, "metadata.name must be a str and metadata.id the event id")
+    def _added(self, seq: int, event: ev.SandboxAdded) -> None:
+        sandbox_id = event.id
+        name = event.metadata.name
         if sandbox_id in self._sandboxes or name in self.names:
             return  # refused at command time; a log with it anyway keeps the first
-        self._sandboxes[sandbox_id] = _Entry(meta, status)
+        self._sandboxes[sandbox_id] = _Entry(event.metadata, event.status)
         self.index.add(sandbox_id)
         self.names.reserve(name, sandbox_id)
 
-    def _deleted(self, seq: int, event: dict[str, Any]) -> None:
-        sandbox_id = event["id"]
+    def _deleted(self, seq: int, event: ev.SandboxDeleted) -> None:
+        sandbox_id = event.id
         entry = self._sandboxes.pop(sandbox_id, None)
         if entry is None:
             return
@@ -186,24 +167,21 @@ class Projection:
                 owned[path] = (sandbox_id, _REMOVING)
             elif state is _CLOSED:
                 del owned[path]  # terminal, and nobody shows it any more
+                self._assigned_at.pop(path, None)
 
-    def _status(self, seq: int, event: dict[str, Any]) -> None:
-        entry = self._sandboxes.get(event["id"])
+    def _status(self, seq: int, event: ev.StatusUpdated) -> None:
+        entry = self._sandboxes.get(event.id)
         if entry is None:
             return
-        status = event["status"]
-        if type(status) is not dict:
-            raise _bad(seq, event, "status must be a map")
-        entry.status = status
+        entry.status = event.status
         entry.sandbox = None
 
-    def _assigned(self, seq: int, event: dict[str, Any]) -> None:
-        sandbox_id = event["id"]
-        path = event["path"]
-        if type(path) is not str or type(sandbox_id) is not str:
-            raise _bad(seq, event, "id and path must be strs")
-        if path in self._owned:
+    def _assigned(self, seq: int, event: ev.NetNSAssigned) -> None:
+        sandbox_id = event.id
+        path = event.path
+        if not rules.netns_may_follow(ev.NetNSAssigned, self.owned_state(path)):
             return  # already owned (by this or another sandbox): the first claim stands
+        self._assigned_at[path] = seq
         entry = self._sandboxes.get(sandbox_id)
         if entry is None:
             # Owned, but its sandbox is gone: the reconciler cleans it up.
@@ -218,35 +196,50 @@ class Projection:
         if entry is not None:
             entry.sandbox = None
 
-    def _created(self, seq: int, event: dict[str, Any]) -> None:
-        path = event["path"]
+    def _created(self, seq: int, event: ev.NetNSCreated) -> None:
+        path = event.path
         rec = self._owned.get(path)
-        if rec is not None and rec[1] is _ASSIGNED:
+        if rec is not None and rules.netns_may_follow(ev.NetNSCreated, rec[1]):
             self._owned[path] = (rec[0], _CREATED)
             self._touch(rec[0])
 
-    def _remove_requested(self, seq: int, event: dict[str, Any]) -> None:
-        path = event["path"]
+    def _remove_requested(self, seq: int, event: ev.NetNSRemoveRequested) -> None:
+        path = event.path
         rec = self._owned.get(path)
-        if rec is not None and (rec[1] is _ASSIGNED or rec[1] is _CREATED):
+        if rec is not None and rules.netns_may_follow(ev.NetNSRemoveRequested, rec[1]):
             self._owned[path] = (rec[0], _REMOVING)
             self._touch(rec[0])
 
-    def _removed(self, seq: int, event: dict[str, Any]) -> None:
-        rec = self._owned.pop(event["path"], None)
+    def _removed(self, seq: int, event: ev.NetNSRemoved) -> None:
+        rec = self._owned.pop(event.path, None)
         if rec is not None:
+            self._assigned_at.pop(event.path, None)
             self._touch(rec[0])
 
-    def _closed(self, seq: int, event: dict[str, Any]) -> None:
-        path = event["path"]
+    def _closed(self, seq: int, event: ev.NetNSClosed) -> None:
+        path = event.path
         rec = self._owned.get(path)
         if rec is None or rec[1] is _CLOSED:
             return
         if rec[1] is _REMOVING or rec[0] not in self._sandboxes:
             del self._owned[path]  # it was on its way out anyway: gone is done
+            self._assigned_at.pop(path, None)
         else:
             self._owned[path] = (rec[0], _CLOSED)
         self._touch(rec[0])
+
+    def _create_failed(self, seq: int, event: ev.NetNSCreateFailed) -> None:
+        # Terminal: a failed creation leaves nothing of ours at the path (a placeholder
+        # it made is unlinked again; anything else there was never ours to touch).
+        rec = self._owned.get(event.path)
+        if rec is not None and rules.netns_may_follow(ev.NetNSCreateFailed, rec[1]):
+            del self._owned[event.path]
+            self._assigned_at.pop(event.path, None)
+            self._touch(rec[0])
+
+    def _dir_recorded(self, seq: int, event: ev.NetNSDirRecorded) -> None:
+        if self.recorded_netns_dir is None:  # the first record stands
+            self.recorded_netns_dir = event.netns_dir
 
     # -- reads -------------------------------------------------------------
 
@@ -289,7 +282,7 @@ class Projection:
         # the decoded text but is not what a replay returns.
         if type(metadata.name) is not str or type(metadata.netns_path) is not str:
             return
-        if entry is not None and entry.metadata is None and entry.meta["name"] == metadata.name:
+        if entry is not None and entry.metadata is None and entry.meta.name == metadata.name:
             entry.metadata = metadata
 
     def sandboxes(self) -> list[Sandbox]:
@@ -302,22 +295,18 @@ class Projection:
             out.append(sb)
         return out
 
+    def state_of(self, sandbox_id: str) -> State:
+        """The state of an exact id (KeyError if missing): what the rules check against."""
+        return self._sandboxes[sandbox_id].status.state
+
     def status_of(self, sandbox_id: str) -> Status:
-        entry = self._sandboxes[sandbox_id]
-        sb = entry.sandbox
-        return sb.status if sb is not None else _status(entry.status)
+        return self._sandboxes[sandbox_id].status
 
     def _build(self, sandbox_id: str, entry: _Entry) -> Sandbox:
         metadata = entry.metadata
         if metadata is None:
-            meta = entry.meta
-            metadata = entry.metadata = Metadata(
-                sandbox_id,
-                meta["name"],
-                PodSandboxConfig.from_go_json(meta.get("config") or {}),
-                meta.get("netns_path") or "",
-            )
-        return Sandbox(metadata, _status(entry.status), self._netns_handle(entry, metadata))
+            metadata = entry.metadata = _metadata(sandbox_id, entry.meta)
+        return Sandbox(metadata, entry.status, self._netns_handle(entry, metadata))
 
     def _netns_handle(self, entry: _Entry, metadata: Metadata) -> NetNS | None:
         if entry.owned:
@@ -349,6 +338,10 @@ class Projection:
         rec = self._owned.get(path)
         return rec[1] if rec is not None else None
 
+    def assigned_seq(self, path: str) -> int | None:
+        """The seq of the NetNSAssigned record that made ``path`` owned (None: not owned)."""
+        return self._assigned_at.get(path) if path in self._owned else None
+
     def owned_path_of(self, sandbox_id: str) -> str | None:
         """The latest path the log assigned to this sandbox (None if none)."""
         entry = self._sandboxes.get(sandbox_id)
@@ -372,26 +365,25 @@ class Projection:
             sandboxes.append(
                 [
                     sandbox_id,
-                    meta["name"],
-                    meta.get("config") or {},
-                    meta.get("netns_path") or "",
-                    [
-                        st["state"],
-                        st["pid"],
-                        st["created_at"],
-                        st.get("exited_at"),
-                        st.get("exit_status"),
-                    ],
+                    meta.name,
+                    meta.config,
+                    meta.netns_path,
+                    [st.state.value, st.pid, st.created_at, st.exited_at, st.exit_status],
                     list(entry.owned),
                 ]
             )
-        owned = [[path, sid, state.value] for path, (sid, state) in self._owned.items()]
-        return {
+        at = self._assigned_at
+        owned = [[path, sid, state.value, at[path]] for path, (sid, state) in self._owned.items()]
+        body: dict[str, Any] = {
             "format": SNAPSHOT_FORMAT,
             "last_seq": self.last_seq,
             "sandboxes": sandboxes,
             "owned": owned,
         }
+        if self.recorded_netns_dir is not None:
+            # The first record of the log says it; a compacted log no longer has it.
+            body["netns_dir"] = self.recorded_netns_dir
+        return body
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any], netns_dir: str = DEFAULT_NETNS_DIR) -> Projection:
@@ -407,6 +399,8 @@ class Projection:
             sandboxes = proj._sandboxes
             index = proj.index
             names = proj.names
+            status_of = ev.status_from_values
+            added = ev.AddedMetadata
             for sandbox_id, name, config, netns_path, st, owned in data["sandboxes"]:
                 if type(sandbox_id) is not str or type(name) is not str:
                     raise ValueError(f"bad sandbox entry {sandbox_id!r}")
@@ -414,26 +408,39 @@ class Projection:
                     raise ValueError(f"duplicate sandbox {sandbox_id!r} / name {name!r}")
                 state, pid, created_at, exited_at, exit_status = st
                 entry = _Entry(
-                    {"id": sandbox_id, "name": name, "config": config, "netns_path": netns_path},
-                    {
-                        "state": state,
-                        "pid": pid,
-                        "created_at": created_at,
-                        "exited_at": exited_at,
-                        "exit_status": exit_status,
-                    },
+                    added(sandbox_id, name, config, netns_path),
+                    status_of(state, pid, created_at, exited_at, exit_status),
                 )
                 entry.owned = tuple(owned)
                 sandboxes[sandbox_id] = entry
                 index.add(sandbox_id)
                 names.reserve(name, sandbox_id)
-            for path, sid, state_value in data["owned"]:
-                if type(path) is not str or type(sid) is not str:
+            for path, sid, state_value, assigned_seq in data["owned"]:
+                if type(path) is not str or type(sid) is not str or type(assigned_seq) is not int:
                     raise ValueError(f"bad owned entry {path!r}")
                 proj._owned[path] = (sid, _STATE_BY_VALUE[state_value])
+                proj._assigned_at[path] = assigned_seq
+            recorded = data.get("netns_dir")
+            if recorded is not None and type(recorded) is not str:
+                raise ValueError(f"bad netns_dir {recorded!r}")
+            proj.recorded_netns_dir = recorded
         except (KeyError, TypeError, ValueError, StoreError) as exc:
             raise ValueError(f"not a valid projection snapshot: {exc!r}") from None
         return proj
+
+    def check_sandboxes(self) -> None:
+        """Check what every sandbox's first read would check, without building them.
+
+        A snapshot skips the fold, so its content must validate as events do:
+        ids, names and netns paths (the cheap string checks ``Metadata`` and
+        ``NetNS`` make) and every config (decoded once; the ``Metadata`` is kept,
+        so the first read does not decode it again). Statuses were checked when
+        ``from_snapshot`` built them. ``Sandbox`` and ``NetNS`` values stay lazy.
+        Raises what building the Sandbox would raise.
+        """
+        for sandbox_id, entry in self._sandboxes.items():
+            if entry.metadata is None:
+                entry.metadata = _metadata(sandbox_id, entry.meta)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Projection):
@@ -452,11 +459,8 @@ class Projection:
         return iter(list(self._sandboxes))
 
 
-def _status(data: dict[str, Any]) -> Status:
-    return Status(
-        State(data["state"]),
-        data["pid"],
-        data["created_at"],
-        data.get("exited_at"),
-        data.get("exit_status"),
+def _metadata(sandbox_id: str, meta: ev.AddedMetadata) -> Metadata:
+    """The Metadata of an add event's map: where its config is decoded (and checked)."""
+    return Metadata(
+        sandbox_id, meta.name, PodSandboxConfig.from_go_json(meta.config), meta.netns_path
     )

@@ -57,7 +57,7 @@ from sandbox import netns
 from sandbox.errors import UnsafePathError
 from sandbox.ownership import NetNSState, OwnedNetNS
 
-__all__ = ["MID", "ReconcileReport", "Record", "reconcile"]
+__all__ = ["MID", "ConfirmRemoval", "ReconcileReport", "Record", "reconcile"]
 
 MID = crashpoints.register(
     "reconcile.mid",
@@ -67,6 +67,8 @@ MID = crashpoints.register(
 
 #: record(kind, sandbox_id, path, reason); kind is "created", "removed" or "closed".
 Record = Callable[[str, str, str, str], None]
+#: confirm_removal(owned) -> None if the log confirms the path is ours to remove, else why not.
+ConfirmRemoval = Callable[[OwnedNetNS], str | None]
 
 
 def _unique(items: Iterable[Any]) -> tuple[Any, ...]:
@@ -182,6 +184,7 @@ def reconcile(
     record: Record,
     *,
     scan_foreign: bool = True,
+    confirm_removal: ConfirmRemoval | None = None,
 ) -> ReconcileReport:
     """Bring netns_dir in line with the owned namespaces; see the module docstring.
 
@@ -192,6 +195,12 @@ def reconcile(
     With ``scan_foreign=False`` only the owned paths are examined (no
     directory scan, ``foreign`` stays empty): a run scoped to one sandbox
     then costs O(1), not O(entries in netns_dir).
+
+    ``confirm_removal``, when given, is asked before each removal; a removal
+    it does not confirm becomes an ``errors`` entry and the path is not
+    touched (the store passes one while its ownership entries came from an
+    unauthenticated snapshot: a claim only such a snapshot makes never
+    removes anything - DESIGN.md).
     """
     shown_dir = os.fspath(netns_dir)
     real_dir = os.path.realpath(shown_dir)
@@ -202,14 +211,44 @@ def reconcile(
         except OSError as e:
             return ReconcileReport(errors=((shown_dir, f"cannot scan the netns directory: {e}"),))
 
-    created: list[str] = []
-    adopted: list[str] = []
-    removed: list[str] = []
-    closed: list[str] = []
     errors: list[tuple[str, str]] = []
+    plans, mine = _plan_all(
+        owned, shown_dir, real_dir, entries, scan_foreign, confirm_removal, errors
+    )
+    foreign = tuple(e.path for name, e in entries.items() if name not in mine)
+
+    if any(p.action == "create" for p in plans):
+        try:
+            _ensure_dir(shown_dir)
+        except OSError as e:
+            errors.append((shown_dir, f"cannot create the netns directory: {e}"))
+
+    done = _carry_out(plans, shown_dir, record, errors)
+    return ReconcileReport(
+        created=tuple(done["created"]),
+        adopted=tuple(done["adopted"]),
+        removed=tuple(done["removed"]),
+        closed=tuple(done["closed"]),
+        foreign=foreign,
+        errors=tuple(errors),
+    )
+
+
+def _plan_all(
+    owned: Iterable[OwnedNetNS],
+    shown_dir: str,
+    real_dir: str,
+    entries: dict[str, netns.Entry],
+    scan_foreign: bool,
+    confirm_removal: ConfirmRemoval | None,
+    errors: list[tuple[str, str]],
+) -> tuple[list[_Plan], set[str]]:
+    """One plan per non-terminal owned path, in ``owned``'s order, and the names
+    owned (whatever else is in ``entries`` is foreign). Paths that cannot be
+    planned - unsafe, owned twice, not examinable, or planned as "error" - go
+    to ``errors`` instead."""
     plans: list[_Plan] = []
     mine: set[str] = set()
-
     for o in owned:
         if o.state.terminal:
             continue
@@ -231,6 +270,10 @@ def reconcile(
             else:
                 entry = netns.probe(resolved)
             plan = _decide(o, resolved, entry)
+            if plan is not None and plan.action == "remove" and confirm_removal is not None:
+                why = confirm_removal(o)
+                if why is not None:
+                    plan = attrs.evolve(plan, action="error", reason=why)
         except Exception as e:
             errors.append((o.path, f"examining for sandbox {o.sandbox_id}: {e}"))
             continue
@@ -240,15 +283,17 @@ def reconcile(
             errors.append((o.path, f"{o.state.value} for sandbox {o.sandbox_id}: {plan.reason}"))
         else:
             plans.append(plan)
+    return plans, mine
 
-    foreign = tuple(e.path for name, e in entries.items() if name not in mine)
 
-    if any(p.action == "create" for p in plans):
-        try:
-            _ensure_dir(shown_dir)
-        except OSError as e:
-            errors.append((shown_dir, f"cannot create the netns directory: {e}"))
-
+def _carry_out(
+    plans: list[_Plan], shown_dir: str, record: Record, errors: list[tuple[str, str]]
+) -> dict[str, list[str]]:
+    """Apply the plans in order; the paths done, by report bucket ("created",
+    "adopted", "removed", "closed"). A failure goes to ``errors`` and the next
+    plan runs; a simulated crash (crash point ``reconcile.mid`` after the
+    first of two or more) propagates."""
+    done: dict[str, list[str]] = {"created": [], "adopted": [], "removed": [], "closed": []}
     for i, plan in enumerate(plans):
         o = plan.owned
         try:
@@ -261,25 +306,13 @@ def reconcile(
             )
         else:
             if kind == "adopted":
-                created.append(o.path)
-                adopted.append(o.path)
-            elif kind == "created":
-                created.append(o.path)
-            elif kind == "removed":
-                removed.append(o.path)
-            elif kind == "closed":
-                closed.append(o.path)
+                done["created"].append(o.path)
+                done["adopted"].append(o.path)
+            elif kind in ("created", "removed", "closed"):
+                done[kind].append(o.path)
         if i == 0 and len(plans) >= 2 and crashpoints.ARMED:
             crashpoints.hit(MID)
-
-    return ReconcileReport(
-        created=tuple(created),
-        adopted=tuple(adopted),
-        removed=tuple(removed),
-        closed=tuple(closed),
-        foreign=foreign,
-        errors=tuple(errors),
-    )
+    return done
 
 
 def _check_owned_path(path: str, shown_dir: str, real_dir: str) -> str:
@@ -304,39 +337,59 @@ def _apply(plan: _Plan, shown_dir: str, record: Record) -> str:
         record("created", o.sandbox_id, o.path, plan.reason)
         return "adopted"
     if plan.action == "create":
-        # create_at re-checks the path with O_EXCL and reuses only an empty
-        # placeholder, so a change since the scan cannot make it clobber
-        # anything; a namespace that appeared meanwhile is adopted.
-        try:
-            netns.create_at(plan.resolved, shown_dir)
-        except UnsafePathError:
-            if netns.probe(plan.resolved).kind != "netns":
-                raise
-            record("created", o.sandbox_id, o.path, "adopted: already live at the assigned path")
-            return "adopted"
-        record("created", o.sandbox_id, o.path, plan.reason)
-        return "created"
+        return _apply_create(plan, shown_dir, record)
     if plan.action in ("close", "close-unlink"):
-        # Look again right before recording: closed is terminal, so be sure.
-        entry = netns.probe(plan.resolved)
-        if entry.kind == "netns":
-            return "none"
-        if entry.kind == "empty-file":
-            netns.remove_at(plan.resolved, shown_dir)
-            reason = "unmounted out of band: placeholder left"
-        elif entry.kind == "missing":
-            reason = plan.reason if plan.action == "close" else "path missing"
-        elif entry.mounted:
-            raise UnsafePathError(
-                f"{o.path}: now holds {entry.describe()}; expected a live network namespace; "
-                f"not touched"
-            )
-        else:
-            reason = f"replaced out of band by {entry.describe()}: left untouched"
-        record("closed", o.sandbox_id, o.path, reason)
-        return "closed"
+        return _apply_close(plan, shown_dir, record)
     if plan.action == "remove":
-        outcome = netns.remove_at(plan.resolved, shown_dir)
-        record("removed", o.sandbox_id, o.path, outcome)
-        return "removed"
+        return _apply_remove(plan, shown_dir, record)
     raise AssertionError(f"unknown plan action {plan.action!r}")
+
+
+def _apply_create(plan: _Plan, shown_dir: str, record: Record) -> str:
+    """Create the namespace, then record it; "created", or "adopted" if one
+    appeared at the path meanwhile."""
+    o = plan.owned
+    # create_at re-checks the path with O_EXCL and reuses only an empty
+    # placeholder, so a change since the scan cannot make it clobber
+    # anything; a namespace that appeared meanwhile is adopted.
+    try:
+        netns.create_at(plan.resolved, shown_dir)
+    except UnsafePathError:
+        if netns.probe(plan.resolved).kind != "netns":
+            raise
+        record("created", o.sandbox_id, o.path, "adopted: already live at the assigned path")
+        return "adopted"
+    record("created", o.sandbox_id, o.path, plan.reason)
+    return "created"
+
+
+def _apply_close(plan: _Plan, shown_dir: str, record: Record) -> str:
+    """Record a created namespace found gone (unlinking a placeholder left of it);
+    "closed", or "none" if it is live again."""
+    o = plan.owned
+    # Look again right before recording: closed is terminal, so be sure.
+    entry = netns.probe(plan.resolved)
+    if entry.kind == "netns":
+        return "none"
+    if entry.kind == "empty-file":
+        netns.remove_at(plan.resolved, shown_dir)
+        reason = "unmounted out of band: placeholder left"
+    elif entry.kind == "missing":
+        reason = plan.reason if plan.action == "close" else "path missing"
+    elif entry.mounted:
+        raise UnsafePathError(
+            f"{o.path}: now holds {entry.describe()}; expected a live network namespace; "
+            f"not touched"
+        )
+    else:
+        reason = f"replaced out of band by {entry.describe()}: left untouched"
+    record("closed", o.sandbox_id, o.path, reason)
+    return "closed"
+
+
+def _apply_remove(plan: _Plan, shown_dir: str, record: Record) -> str:
+    """Remove the namespace (idempotent), then record it: "removed"."""
+    o = plan.owned
+    outcome = netns.remove_at(plan.resolved, shown_dir)
+    record("removed", o.sandbox_id, o.path, outcome)
+    return "removed"

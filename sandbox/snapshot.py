@@ -23,6 +23,8 @@ File layout (all integers big-endian)::
     32+d+s  8     byte offset just after record ``seq`` in that segment
     30+d+p  n     body: msgpack of ``Projection.to_snapshot()`` (p = 0 in version 1)
     30+d+p+n 32   blake2b-256 of every byte before it
+    flag MAC only:
+    62+d+p+n 32   MAC: blake2b-256 keyed with ``mac_key(log key)``, of every byte before it
 
 Version 2 records the log position of ``seq`` (an ``eventlog.Position``), so
 that ``load`` reads the tail from there instead of re-scanning the segment
@@ -30,6 +32,20 @@ from its header; the reader checks that position before using it (a wrong,
 stale or foreign one costs a scan, never a wrong state; see
 ``eventlog.reader``). Version 1 files (no position) are still read; code
 that knows only version 1 skips a version 2 file (a full replay, safe).
+
+The checksum catches damage, not lies: anyone who can write the state dir can
+write a checksum. So a snapshot is believed only as far as it is checked
+(DESIGN.md: "an optimisation, never an authority"): its content is validated
+as strictly as events are (``sandbox.snapshot_check``), and on a keyed log
+it must carry a valid MAC under the log's key (flags bit 0) or it is skipped.
+An unkeyed log's snapshot is a cache only: ``SnapshotInfo.authenticated`` is
+False, and the store confirms against the log any removal whose ownership
+rests on it (``Store``; the reconciler's ``confirm_removal``).
+
+Files are opened without following symlinks and without blocking (a FIFO
+named ``*.snap`` must not hang an open), and must be regular files; pruning
+deletes only regular files that start with the snapshot magic. Anything else
+is skipped with a warning.
 
 Writing: temp file in the same directory, write, fsync, rename onto the final
 name, fsync the directory - a crash at any point leaves either no snapshot
@@ -54,11 +70,36 @@ import attrs
 import msgpack
 
 import eventlog
-from eventlog import crashpoints
+from eventlog import crashpoints, files
 from eventlog.segments import fsync_dir as _fsync_dir
 from sandbox.errors import SnapshotError
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
+from sandbox.snapshot_check import check_body
+from sandbox.snapshot_files import (
+    KEEP,
+    MAGIC,
+    SUFFIX,
+    TEMP_SUFFIX,
+    list_snapshots,
+    prune,
+    read_file,
+    snapshot_path,
+)
+from sandbox.snapshot_format import (
+    CHECKSUM_BYTES,
+    HEADER,
+    NAME_LEN,
+    OFFSET,
+    V1,
+    assemble,
+    check_mac,
+    mac_key,
+    with_log_position,
+)
+from sandbox.snapshot_format import FLAG_MAC as FLAG_MAC
+from sandbox.snapshot_format import FORMAT_VERSION as FORMAT_VERSION
+from sandbox.snapshot_format import encode as encode
 
 __all__ = [
     "AFTER_RENAME",
@@ -66,11 +107,16 @@ __all__ = [
     "AFTER_TEMP_WRITE",
     "KEEP",
     "LoadResult",
+    "MAGIC",
     "SnapshotError",
+    "SUFFIX",
     "SnapshotInfo",
+    "TEMP_SUFFIX",
     "decode_info",
     "list_snapshots",
     "load",
+    "mac_key",
+    "prune",
     "read_snapshot",
     "read_snapshot_info",
     "replay",
@@ -80,6 +126,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# The layout's names as this module has always had them (sandbox.snapshot_hint, tests).
+_HEADER, _NAME_LEN, _OFFSET, _assemble = HEADER, NAME_LEN, OFFSET, assemble
 
 AFTER_TEMP_WRITE = crashpoints.register(
     "snapshot.after_temp_write",
@@ -94,29 +143,12 @@ AFTER_RENAME = crashpoints.register(
     "sandbox.snapshot.write_snapshot: renamed to *.snap, directory not yet fsynced",
 )
 
-MAGIC = b"SBXSNAP\x00"
-#: Version written when the log position is known; ``_V1`` (no position) otherwise.
-FORMAT_VERSION = 2
-_V1 = 1
-#: How many snapshots are kept (newest first); older ones are deleted.
-KEEP = 3
-SUFFIX = ".snap"
-TEMP_SUFFIX = ".snap.tmp"
-_HEADER = struct.Struct(">8sHHQQH")
-_NAME_LEN = struct.Struct(">H")
-_OFFSET = struct.Struct(">Q")
-_CHECKSUM_BYTES = 32
-
 
 class _RecordLike(Protocol):
     @property
     def seq(self) -> int: ...
     @property
     def payload(self) -> dict[str, Any]: ...
-
-
-def snapshot_path(directory: str | os.PathLike[str], seq: int) -> str:
-    return os.path.join(os.fspath(directory), f"{seq:020d}{SUFFIX}")
 
 
 @attrs.frozen
@@ -127,56 +159,8 @@ class SnapshotInfo:
     digest: bytes
     position: eventlog.Position | None
     projection: Projection
-
-
-def _position_bytes(position: eventlog.Position) -> bytes:
-    name = position.segment.encode("ascii")
-    return _NAME_LEN.pack(len(name)) + name + _OFFSET.pack(position.offset)
-
-
-def _assemble(seq: int, digest: bytes, position: eventlog.Position | None, body: bytes) -> bytes:
-    version = _V1 if position is None else FORMAT_VERSION
-    where = b"" if position is None else _position_bytes(position)
-    data = _HEADER.pack(MAGIC, version, 0, seq, len(body), len(digest)) + digest + where + body
-    return data + hashlib.blake2b(data, digest_size=_CHECKSUM_BYTES).digest()
-
-
-def encode(
-    projection: Projection, digest: bytes, position: eventlog.Position | None = None
-) -> bytes:
-    """The bytes of a snapshot file for ``projection`` whose log head is ``digest``.
-
-    ``position`` is where record ``projection.last_seq`` ends in the log
-    (``eventlog.end_position``; its seq and digest must be the snapshot's).
-    Without one, ``write_snapshot`` records the log's end position if the
-    log still ends at that digest.
-    """
-    if position is not None and (position.seq != projection.last_seq or position.digest != digest):
-        raise ValueError(
-            f"position is at seq {position.seq}, the projection at seq {projection.last_seq} "
-            "(or their digests differ)"
-        )
-    body: bytes = msgpack.packb(projection.to_snapshot(), use_bin_type=True)
-    return _assemble(projection.last_seq, digest, position, body)
-
-
-def _with_log_position(directory: str, data: bytes) -> bytes:
-    """``data`` (version 1) with the log's end position added, when the log ends at it."""
-    try:
-        magic, version, _flags, seq, body_len, digest_len = _HEADER.unpack_from(data)
-    except struct.error:
-        return data
-    if magic != MAGIC or version != _V1:
-        return data
-    digest = data[_HEADER.size : _HEADER.size + digest_len]
-    end = len(data) - _CHECKSUM_BYTES
-    body = data[_HEADER.size + digest_len : end]
-    if len(body) != body_len:
-        return data
-    position = eventlog.end_position(directory, seq, digest)
-    if position is None:
-        return data
-    return _assemble(seq, digest, position, body)
+    #: True when a MAC under the log's key was checked; False: a cache, not proof.
+    authenticated: bool = False
 
 
 _temp_ids = itertools.count()
@@ -192,13 +176,13 @@ def write_snapshot(
     position is recorded (``eventlog.end_position``).
     """
     d = os.fspath(directory)
-    data = _with_log_position(d, data)
+    data = with_log_position(d, data)
     final = snapshot_path(d, seq)
     # Unique per call: two threads snapshotting the same seq must not share
     # (and truncate) one temp file. The pid prefix lets prune tell leftovers
     # of a dead writer from a write in flight in this process.
     temp = os.path.join(d, f"{seq:020d}.{os.getpid()}.{next(_temp_ids)}{TEMP_SUFFIX}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = files.create_new(temp)  # O_EXCL, no link followed
     try:
         view = memoryview(data)
         while view:
@@ -223,109 +207,117 @@ def write_snapshot(
     return final
 
 
-def list_snapshots(directory: str | os.PathLike[str]) -> list[tuple[int, str]]:
-    """``(seq, path)`` of every ``*.snap`` file, newest (highest seq) first."""
-    d = os.fspath(directory)
-    out: list[tuple[int, str]] = []
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the garbage collector (if it runs) for a bulk build of long-lived objects.
+
+    Decoding a snapshot body or replaying a log allocates millions of objects
+    that all stay alive; each generational collection meanwhile walks all of
+    them again, which costs more than the work itself (NOTES.md: 2x for a
+    replay; 3-4x for a 100,000-sandbox snapshot). Nothing they build has cycles.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        names = os.listdir(d)
-    except FileNotFoundError:
-        return out
-    for name in names:
-        stem = name[: -len(SUFFIX)]
-        if name.endswith(SUFFIX) and len(stem) == 20 and stem.isdigit():
-            out.append((int(stem), os.path.join(d, name)))
-    out.sort(reverse=True)
-    return out
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
-def prune(directory: str | os.PathLike[str], *, keep: int = KEEP) -> list[str]:
-    """Delete all but the newest ``keep`` snapshots and temp files left by other
-    (dead) processes; this process's own may be writes in flight."""
-    d = os.fspath(directory)
-    removed: list[str] = []
-    for _seq, path in list_snapshots(d)[keep:]:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-            removed.append(path)
-    mine = f".{os.getpid()}."
-    for name in os.listdir(d):
-        if name.endswith(TEMP_SUFFIX) and mine not in name:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(d, name))
-                removed.append(os.path.join(d, name))
-    if removed:
-        _fsync_dir(d)
-    return removed
+def _projection(body_bytes: bytes, netns_dir: str) -> Projection:
+    with gc_paused():
+        return _checked_projection(body_bytes, netns_dir)
 
 
-def decode_info(data: bytes, netns_dir: str = DEFAULT_NETNS_DIR) -> SnapshotInfo:
-    """Everything in snapshot bytes; any defect is SnapshotError."""
-    if len(data) < _HEADER.size + _CHECKSUM_BYTES:
-        raise SnapshotError(f"too short ({len(data)} bytes) to be a snapshot")
-    magic, version, _flags, seq, body_len, digest_len = _HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise SnapshotError(f"bad magic {magic!r}; expected {MAGIC!r}")
-    if version not in (_V1, FORMAT_VERSION):
-        raise SnapshotError(f"snapshot format {version}; expected {_V1} or {FORMAT_VERSION}")
-    end = len(data) - _CHECKSUM_BYTES
-    if hashlib.blake2b(data[:end], digest_size=_CHECKSUM_BYTES).digest() != data[end:]:
-        raise SnapshotError("checksum mismatch: the file is damaged")
-    pos = _HEADER.size + digest_len
-    digest = data[_HEADER.size : pos]
-    position: eventlog.Position | None = None
-    if version == FORMAT_VERSION:
-        try:
-            (name_len,) = _NAME_LEN.unpack_from(data, pos)
-            name = data[pos + 2 : pos + 2 + name_len].decode("ascii")
-            (offset,) = _OFFSET.unpack_from(data, pos + 2 + name_len)
-        except (struct.error, UnicodeDecodeError) as exc:
-            raise SnapshotError(f"unreadable log position: {exc}") from None
-        pos += 2 + name_len + _OFFSET.size
-        position = eventlog.Position(name, offset, seq, bytes(digest))
-    if pos + body_len != end:
-        expected = pos + body_len + _CHECKSUM_BYTES
-        raise SnapshotError(f"size {len(data)} bytes; the header says {expected}")
+def _checked_projection(body_bytes: bytes, netns_dir: str) -> Projection:
     try:
-        body = msgpack.unpackb(data[pos:end], raw=False, strict_map_key=True)
+        body = msgpack.unpackb(body_bytes, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types on hostile bytes
+        raise SnapshotError(f"unreadable body: {exc}") from None
+    check_body(body)
+    try:
         projection = Projection.from_snapshot(body, netns_dir)
         # The content must validate as events do (DESIGN.md): every sandbox must
         # build - id, name, config, status, netns - or the store would fail on its
-        # first read. The built values are cached, so a good snapshot pays nothing extra.
-        projection.sandboxes()
-    except Exception as exc:  # msgpack's, from_snapshot's and the validators' errors alike
-        raise SnapshotError(f"unreadable body: {exc}") from None
+        # first read. Statuses were checked as they were built; this checks the rest
+        # without building the Sandbox values (they stay lazy, as after a replay).
+        projection.check_sandboxes()
+    except Exception as exc:  # from_snapshot's and the validators' errors alike
+        raise SnapshotError(f"invalid body: {exc}") from None
+    return projection
+
+
+def decode_info(
+    data: bytes, netns_dir: str = DEFAULT_NETNS_DIR, *, key: bytes | None = None
+) -> SnapshotInfo:
+    """Everything in snapshot bytes; any defect is SnapshotError.
+
+    ``key``: the log's key. With one, a snapshot without a valid MAC under it
+    is refused; without one, a MAC is not checked and the result is not
+    ``authenticated``.
+    """
+    if len(data) < HEADER.size + CHECKSUM_BYTES:
+        raise SnapshotError(f"too short ({len(data)} bytes) to be a snapshot")
+    magic, version, flags, seq, body_len, digest_len = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise SnapshotError(f"bad magic {magic!r}; expected {MAGIC!r}")
+    if version not in (V1, FORMAT_VERSION):
+        raise SnapshotError(f"snapshot format {version}; expected {V1} or {FORMAT_VERSION}")
+    data, authenticated = check_mac(data, flags, key)
+    end = len(data) - CHECKSUM_BYTES
+    if hashlib.blake2b(data[:end], digest_size=CHECKSUM_BYTES).digest() != data[end:]:
+        raise SnapshotError("checksum mismatch: the file is damaged")
+    pos = HEADER.size + digest_len
+    digest = data[HEADER.size : pos]
+    position: eventlog.Position | None = None
+    if version == FORMAT_VERSION:
+        try:
+            (name_len,) = NAME_LEN.unpack_from(data, pos)
+            name = data[pos + 2 : pos + 2 + name_len].decode("ascii")
+            (offset,) = OFFSET.unpack_from(data, pos + 2 + name_len)
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise SnapshotError(f"unreadable log position: {exc}") from None
+        pos += 2 + name_len + OFFSET.size
+        position = eventlog.Position(name, offset, seq, bytes(digest))
+    if pos + body_len != end:
+        expected = pos + body_len + CHECKSUM_BYTES
+        raise SnapshotError(f"size {len(data)} bytes; the header says {expected}")
+    projection = _projection(data[pos:end], netns_dir)
     if projection.last_seq != seq:
         raise SnapshotError(f"body is at seq {projection.last_seq}, header says {seq}")
-    return SnapshotInfo(seq, digest, position, projection)
+    return SnapshotInfo(seq, digest, position, projection, authenticated)
 
 
-def decode(data: bytes, netns_dir: str = DEFAULT_NETNS_DIR) -> tuple[int, bytes, Projection]:
+def decode(
+    data: bytes, netns_dir: str = DEFAULT_NETNS_DIR, *, key: bytes | None = None
+) -> tuple[int, bytes, Projection]:
     """``(seq, digest, projection)`` from snapshot bytes; any defect is SnapshotError."""
-    info = decode_info(data, netns_dir)
+    info = decode_info(data, netns_dir, key=key)
     return info.seq, info.digest, info.projection
 
 
 def read_snapshot_info(
-    path: str | os.PathLike[str], netns_dir: str = DEFAULT_NETNS_DIR
+    path: str | os.PathLike[str], netns_dir: str = DEFAULT_NETNS_DIR, *, key: bytes | None = None
 ) -> SnapshotInfo:
-    """Read and check one snapshot file, log position included (SnapshotError if bad)."""
+    """Read and check one snapshot file, log position included (SnapshotError if bad).
+
+    A symlink, directory, FIFO or device of that name is a SnapshotError, never
+    followed and never waited on.
+    """
+    p = os.fspath(path)
+    data = read_file(p)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise SnapshotError(f"{os.fspath(path)}: cannot read: {exc}") from None
-    try:
-        return decode_info(data, netns_dir)
+        return decode_info(data, netns_dir, key=key)
     except SnapshotError as exc:
-        raise SnapshotError(f"{os.fspath(path)}: {exc}") from None
+        raise SnapshotError(f"{p}: {exc}") from None
 
 
 def read_snapshot(
-    path: str | os.PathLike[str], netns_dir: str = DEFAULT_NETNS_DIR
+    path: str | os.PathLike[str], netns_dir: str = DEFAULT_NETNS_DIR, *, key: bytes | None = None
 ) -> tuple[int, bytes, Projection]:
     """Read and check one snapshot file (SnapshotError if it is bad)."""
-    info = read_snapshot_info(path, netns_dir)
+    info = read_snapshot_info(path, netns_dir, key=key)
     return info.seq, info.digest, info.projection
 
 
@@ -359,15 +351,10 @@ def replay(records: Iterable[_RecordLike], projection: Projection) -> int:
     """
     apply = projection.apply
     n = 0
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         for rec in records:
             apply(rec.seq, rec.payload)
             n += 1
-    finally:
-        if was_enabled:
-            gc.enable()
     return n
 
 
@@ -380,6 +367,9 @@ class LoadResult:
     snapshot_seq: int
     replayed: int
     skipped: tuple[tuple[str, str], ...]
+    #: the snapshot used carried a valid MAC under the log's key (False: none used,
+    #: or an unkeyed log's, which is a cache and proves nothing)
+    authenticated: bool = False
 
 
 def load(
@@ -392,9 +382,10 @@ def load(
     """The projection at ``to_seq``: newest valid snapshot at or before it, plus the tail.
 
     Every record read is checked by ``eventlog.read`` (checksums, chain). A
-    snapshot is used only if the log's chain digest at its seq equals the
-    digest it recorded; otherwise it belongs to another history and is
-    skipped.
+    snapshot is used only if its content validates, it carries a valid MAC
+    when ``key`` is given (a keyed log), and the log's chain digest at its
+    seq equals the digest it recorded (else it belongs to another history);
+    otherwise it is skipped with a warning.
     """
     d = os.fspath(directory)
     skipped: list[tuple[str, str]] = []
@@ -410,7 +401,7 @@ def load(
             skip(path, f"it is at seq {seq}, beyond the log's last seq {to_seq}")
             continue
         try:
-            info = read_snapshot_info(path, netns_dir)
+            info = read_snapshot_info(path, netns_dir, key=key)
         except SnapshotError as exc:
             skip(path, str(exc))
             continue
@@ -424,7 +415,7 @@ def load(
             close = getattr(records, "close", None)
             if close is not None:
                 close()
-        return LoadResult(info.projection, path, seq, n, tuple(skipped))
+        return LoadResult(info.projection, path, seq, n, tuple(skipped), info.authenticated)
     projection = Projection(netns_dir)
     n = replay(eventlog.read(d, from_seq=1, to_seq=to_seq, key=key), projection) if to_seq else 0
     return LoadResult(projection, None, 0, n, tuple(skipped))

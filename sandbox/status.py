@@ -1,35 +1,10 @@
-"""Sandbox state and status, and the state machine the store enforces.
+"""Sandbox state and status: the values a sandbox's life cycle moves through.
 
-The CRI plugin's sandbox life cycle (after containerd's sandbox status)::
-
-       RunPodSandbox                 restart: sandbox found
-       (Create + Start)              but its state is lost
-             |                                |
-             v                                v
-    +------------------+  status lost  +-------------+
-    |      READY       |-------------->|   UNKNOWN   |--+
-    |  (pid, ports..)  |               |             |  | UNKNOWN -> UNKNOWN
-    +------------------+               +-------------+<-+
-      |    ^        |                         |
-      +----+        | Stop / Exit             | Stop
-    READY -> READY  v                         |
-    (pid etc.)  +------------------+          |
-                |     NOTREADY     |<---------+
-                |                  |--+
-    start       +------------------+  | NOTREADY -> NOTREADY
-    failed -------> (add as NOTREADY)<-+  (a repeated stop is fine)
-                         |
-                         | RemovePodSandbox
-                         v
-                      deleted     (from any state; its netns is removed)
-
-``add`` may enter READY, NOTREADY or UNKNOWN, as the caller's Status says
-(NOTREADY/UNKNOWN: loaded after a restart, or the start failed). There is no
-way back to READY from NOTREADY or UNKNOWN (a stopped sandbox is never
-restarted: kubelet makes a new one), and no way from NOTREADY to UNKNOWN (a
-stopped sandbox's state is known). Illegal transitions raise
-``InvalidTransitionError`` before anything is written; replay applies the
-log without re-checking (``verify`` re-checks).
+Why only the values: which state may follow which is a rule, and every rule
+has one home - ``sandbox/rules.py`` (the state machine drawn above its table,
+``TRANSITIONS``, ``check_transition``), which imports this module. Keeping
+the table out of here means there is no second copy to drift from the one
+the store, the projection and ``verify`` ask.
 """
 
 from __future__ import annotations
@@ -40,9 +15,7 @@ from typing import Any
 
 import attrs
 
-from sandbox.errors import InvalidTransitionError
-
-__all__ = ["ALLOWED_TRANSITIONS", "State", "Status", "check_transition"]
+__all__ = ["State", "Status"]
 
 
 class State(enum.Enum):
@@ -55,29 +28,6 @@ class State(enum.Enum):
 
     def __str__(self) -> str:
         return "SANDBOX_" + self.value
-
-
-#: (from, to) pairs ``update_status`` accepts.
-ALLOWED_TRANSITIONS: frozenset[tuple[State, State]] = frozenset(
-    {
-        (State.READY, State.READY),
-        (State.READY, State.NOTREADY),
-        (State.READY, State.UNKNOWN),
-        (State.UNKNOWN, State.UNKNOWN),
-        (State.UNKNOWN, State.NOTREADY),
-        (State.NOTREADY, State.NOTREADY),
-    }
-)
-
-
-def check_transition(old: State, new: State, sandbox_id: str) -> None:
-    """Raise ``InvalidTransitionError`` (naming the id, from and to) unless allowed."""
-    if (old, new) not in ALLOWED_TRANSITIONS:
-        allowed = sorted(str(to) for frm, to in ALLOWED_TRANSITIONS if frm is old)
-        raise InvalidTransitionError(
-            f"sandbox {sandbox_id}: cannot go from {old} to {new}; "
-            f"from {old} only {', '.join(allowed)} is allowed"
-        )
 
 
 def _v_state(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:

@@ -1,10 +1,9 @@
 """The Store: commands -> events -> log -> projection, and the reconciler wiring.
 
-Every command follows one path: validate against the projection, write the
-event(s) to the log (durable before the command returns, with the default
-``durability="always"``), then apply them to the projection. Nothing is
-mutated that was not first written, so reopening - replay of the newest
-valid snapshot plus the log's tail - rebuilds exactly the state callers saw.
+Every command follows one path: validate, write the event(s) to the log
+(durable before the command returns, with ``durability="always"``), then apply
+them to the projection readers see. Nothing was not first written, so a reopen
+(newest valid snapshot + the log's tail) rebuilds exactly the state callers saw.
 
 Kernel side effects (network namespaces) are never done by a command
 directly: the command logs the *intent* (NetNSAssigned, SandboxDeleted,
@@ -15,12 +14,16 @@ NetNSClosed). A crash anywhere in between is repaired by the reconcile that
 
 Concurrency (any method from any thread):
 
-* ``_cmd`` (a lock) serialises commands: validate + append + apply. It is
-  held across the append, i.e. across the fsync.
-* ``_read`` (a short lock) guards the projection: held by ``apply`` while it
-  changes the projection (microseconds) and by readers while they look.
-  Readers never take ``_cmd``, so a ``get`` never waits behind an fsync, and
-  it sees the state before or after an event, never half of one.
+* ``_cmd`` (a lock) serialises validation against the command view (the
+  durable projection plus the commands in flight) and reservation, in seq
+  order. It is not held across the append: commands then share store-level
+  group commit (sandbox/store_commit.py: one write + one fsync per group,
+  applied to the durable projection in seq order) and return once durable.
+  Snapshot, close and ``head`` drain the queue while holding ``_cmd``.
+* ``_read`` (a short lock) guards the durable projection: held by the group
+  leader while it applies and by readers while they look. Readers never take
+  ``_cmd`` (a ``get`` never waits behind an fsync) and see the state before or
+  after an event, never half of one, never one that is not durable.
 * ``_reconcile_lock`` serialises reconcile runs (two runs creating the same
   path would collide). Lock order: reconcile -> cmd -> read; commands
   release ``_cmd`` before they reconcile.
@@ -28,6 +31,10 @@ Concurrency (any method from any thread):
 ``update_status``'s ``fn`` runs while ``_cmd`` is held (so the status it sees
 is the one the change is checked against); calling a store *command* from it
 raises ``StoreError`` rather than deadlocking. Reads from it are fine.
+
+Opening (``open``/``from_log``'s bodies) is in sandbox/store_open.py, the namespace
+side of commands and the reconciler's records in sandbox/store_netns.py; both keep
+these locks and this order.
 """
 
 from __future__ import annotations
@@ -35,33 +42,29 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import uuid
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 import eventlog
-from eventlog import Durability, EventLog, crashpoints
+from eventlog import Durability, EventLogStats, Timings, crashpoints
 from eventlog.closing import Closing
-from eventlog.format import pack_payload, unpack_payload
 from sandbox import events as ev
-from sandbox import reconciler, snapshot
-from sandbox.errors import (
-    AlreadyExistsError,
-    NetNSSetupError,
-    NotFoundError,
-    StoreClosedError,
-    StoreError,
-)
-from sandbox.ids import validate_id, validate_name
-from sandbox.netns import DEFAULT_NETNS_DIR, NetNS, is_live_netns
+from sandbox import reconciler, rules, snapshot, store_netns, store_open
+from sandbox.errors import NetNSSetupError, NotFoundError, StoreClosedError, StoreError
+from sandbox.logport import LogPort
+from sandbox.netns import NetNS
+from sandbox.observe import StoreObserver
 from sandbox.ownership import NetNSState
 from sandbox.projection import Projection
-from sandbox.reads import Reads
+from sandbox.reads import Reads, check_id_type
 from sandbox.reconciler import ReconcileReport
 from sandbox.sandbox import Sandbox
-from sandbox.status import Status, check_transition
+from sandbox.status import State, Status
+from sandbox.store_commit import Pipeline
 
 if TYPE_CHECKING:
     from sandbox.watch import Watcher
@@ -84,7 +87,7 @@ class Store(Reads, Closing):
 
     def __init__(
         self,
-        log_: EventLog,
+        log_: LogPort,
         projection: Projection,
         *,
         state_dir: str,
@@ -102,14 +105,26 @@ class Store(Reads, Closing):
         self._cmd = threading.Lock()
         self._read = threading.Lock()
         self._reconcile_lock = threading.Lock()
+        # The write side: the command view and store-level group commit.
+        self._pipe = Pipeline(log_, projection, self._read)
         self._local = threading.local()
         self._closed = False
         self._broken: BaseException | None = None
         self._watcher: Watcher | None = None
         #: How this store was loaded (snapshot used, snapshots skipped, events replayed).
         self.load_result = load_result
+        # Ownership entries up to this seq came from a snapshot without a valid MAC
+        # (an unkeyed log's is a cache, not proof): each removal of such a path is
+        # first confirmed against its NetNSAssigned record (``_confirm_removal``).
+        unproven = load_result is not None and not load_result.authenticated
+        self._unproven_upto = load_result.snapshot_seq if unproven and load_result else 0
+        self._confirmed: set[str] = set()
         #: The report of the last full reconcile (``open``, ``reconcile()``, the watcher).
         self.last_reconcile_report = ReconcileReport()
+        #: Told of replay, snapshots and reconciles (``open(metrics=...)``); None: nobody.
+        self._metrics: StoreObserver | None = None
+        #: The log's raw timings, kept only for an observer (``eventlog.observe``).
+        self.log_timings: Timings | None = None
 
     # -- opening and closing ----------------------------------------------------
 
@@ -118,11 +133,12 @@ class Store(Reads, Closing):
         cls,
         state_dir: StrPath,
         *,
-        netns_dir: StrPath = DEFAULT_NETNS_DIR,
+        netns_dir: StrPath | None = None,
         durability: Durability = "always",
         actor: str | None = None,
         key: bytes | None = None,
         segment_bytes: int | None = None,
+        metrics: object | None = None,
     ) -> Store:
         """Open (or create) the store in ``state_dir``: take the writer lock, replay
         (newest valid snapshot + tail), reconcile namespaces, return.
@@ -130,45 +146,44 @@ class Store(Reads, Closing):
         The event log's segments, its ``LOCK`` and the ``*.snap`` files all live
         in ``state_dir`` itself. Reconcile errors never abort the open: they are
         logged and kept in ``last_reconcile_report``. ``segment_bytes`` is passed
-        to ``EventLog.open`` (None: the event log's default).
+        to ``EventLog.open`` (None: the event log's default). ``metrics``: a
+        ``sandbox.observe.StoreObserver``, or a Prometheus ``CollectorRegistry``
+        to register a ``sandbox.metrics.StoreMetrics`` in (docs/METRICS.md);
+        None observes nothing and loads no metrics library.
+
+        ``netns_dir``: None means the one the log recorded (sandbox/netnsdir.py),
+        else ``/var/run/netns``; a new log records it. Naming a dir other than the
+        recorded one raises ``NetNSDirMismatchError`` (a StoreError) naming it.
         """
-        sdir = os.path.abspath(os.fspath(state_dir))
-        ndir = os.path.abspath(os.fspath(netns_dir))
-        envelope = ev.Envelope(actor)
-        if segment_bytes is None:
-            log_ = EventLog.open(sdir, durability=durability, key=key)
-        else:
-            log_ = EventLog.open(sdir, durability=durability, key=key, segment_bytes=segment_bytes)
-        try:
-            result = snapshot.load(sdir, to_seq=log_.last_seq, netns_dir=ndir, key=key)
-            if result.projection.last_seq != log_.last_seq:
-                raise StoreError(
-                    f"{sdir}: replay stopped at seq {result.projection.last_seq}, the log's "
-                    f"last seq is {log_.last_seq}"
-                )
-            store = cls(
-                log_,
-                result.projection,
-                state_dir=sdir,
-                netns_dir=ndir,
-                envelope=envelope,
-                key=key,
-                load_result=result,
-            )
-        except BaseException:
-            log_.close()
-            raise
-        try:
-            store.reconcile()
-        except crashpoints.CrashPointHit:
-            store.close()
-            raise
-        except Exception as exc:  # never abort recovery (cri #1014, containerd #6095)
-            log.error("reconcile on open of %s failed: %s", sdir, exc)
-            store.last_reconcile_report = ReconcileReport(
-                errors=((ndir, f"reconcile failed: {type(exc).__name__}: {exc}"),)
-            )
-        return store
+        return store_open.open_store(
+            cls,
+            state_dir,
+            netns_dir=netns_dir,
+            durability=durability,
+            actor=actor,
+            key=key,
+            segment_bytes=segment_bytes,
+            metrics=metrics,
+        )
+
+    @classmethod
+    def from_log(
+        cls,
+        log_: LogPort,
+        history: Iterable[tuple[int, dict[str, Any]]] = (),
+        *,
+        netns_dir: StrPath | None = None,
+        actor: str | None = None,
+        state_dir: str = "<memory>",
+    ) -> Store:
+        """A store over any ``LogPort`` (e.g. ``logport.MemoryLog``): for unit tests of
+        the command rules without a disk. ``history``: the log's ``(seq, payload)``
+        records so far, folded in order (they must reach ``log_.last_seq``). No
+        snapshot, no reconcile on open; ``snapshot()`` needs a real state dir.
+        """
+        return store_open.from_log(
+            cls, log_, history, netns_dir=netns_dir, actor=actor, state_dir=state_dir
+        )
 
     def close(self) -> None:
         """Stop watching, close the log, release the writer lock. Idempotent."""
@@ -177,6 +192,7 @@ class Store(Reads, Closing):
         with self._reconcile_lock, self._cmd:
             if self._closed:
                 return
+            self._pipe.seq.drain()  # commands reserved before close are still written
             self._closed = True
             self._log.close()
 
@@ -201,30 +217,17 @@ class Store(Reads, Closing):
         # Called with _cmd held.
         if self._closed:
             raise StoreClosedError(f"store {self.state_dir} is closed; open it again")
+        if self._broken is None:
+            self._broken = self._pipe.broken
         if self._broken is not None:
             raise StoreError(
                 f"store {self.state_dir} is unusable after an internal error "
                 f"({self._broken!r}); close and reopen it"
             )
 
-    def _commit(self, events: list[dict[str, Any]]) -> list[int]:
-        """Append then apply. Called with ``_cmd`` held and the store writable."""
-        log_ = self._log
-        # Apply the events as a replay will read them back, not the Python
-        # objects they were built from: a str subclass (a str Enum as a name),
-        # a tuple for a list, would otherwise make the live projection differ
-        # from the replayed one - or refuse an event the log already holds.
-        as_read = [unpack_payload(pack_payload(event)) for event in events]
-        seqs = [log_.append(events[0])] if len(events) == 1 else log_.append_batch(events)
-        try:
-            with self._read:
-                for seq, event in zip(seqs, as_read, strict=True):
-                    self._proj.apply(seq, event)
-        except BaseException as exc:
-            # The log has it, the projection does not: only a reopen can resync.
-            self._broken = exc
-            raise
-        return seqs
+    def _resolve_cmd(self, id_or_prefix: object) -> str:
+        """``_resolve`` against the command view (``_cmd`` held)."""
+        return self._pipe.view().resolve(check_id_type(id_or_prefix))
 
     def add(self, sandbox: Sandbox, *, create_netns: bool = False) -> Sandbox:
         """Add a sandbox. ``AlreadyExistsError`` for a duplicate id or name,
@@ -233,62 +236,29 @@ class Store(Reads, Closing):
         With ``create_netns`` the store picks ``<netns_dir>/cni-<uuid4>``, logs
         that path (SandboxAdded + NetNSAssigned, one atomic batch) *before* any
         file exists, then has the reconciler create the namespace; the returned
-        Sandbox's netns is live (``NetNSSetupError`` if it could not be made).
+        Sandbox's netns is live. All or nothing: if it could not be made, the failure
+        (NetNSCreateFailed) and a SandboxDeleted are logged and ``NetNSSetupError``
+        raised - the sandbox is not in the store, the audit keeps the attempt.
         """
         self._no_command_in_fn("add")
         if not isinstance(sandbox, Sandbox):
             raise TypeError(f"add() expects a Sandbox, got {type(sandbox).__name__}")
-        md = sandbox.metadata
-        validate_id(md.id)
-        validate_name(md.name)
-        if sandbox.netns is not None:
-            given = sandbox.netns.get_path()
-            if md.netns_path and md.netns_path != given:
-                raise ValueError(
-                    f"sandbox {md.id}: metadata.netns_path {md.netns_path!r} and netns "
-                    f"{given!r} differ; expected one path"
-                )
-            md = attrs.evolve(md, netns_path=given)
-        path = ""
-        if create_netns:
-            if md.netns_path:
-                raise ValueError(
-                    f"sandbox {md.id}: create_netns=True but a netns path "
-                    f"({md.netns_path!r}) was given; expected one or the other"
-                )
-            path = os.path.join(self.netns_dir, f"cni-{uuid.uuid4()}")
-            md = attrs.evolve(md, netns_path=path)
+        md, path = store_netns.netns_metadata(sandbox, create_netns, self.netns_dir)
         with self._cmd:
             self._check_writable()
-            with self._read:
-                if md.id in self._proj:
-                    raise AlreadyExistsError(f"sandbox {md.id} already exists")
-                holder = self._proj.name_holder(md.name)
-            if holder is not None:
-                raise AlreadyExistsError(
-                    f"name {md.name!r} is already reserved for sandbox {holder}; cannot add {md.id}"
-                )
-            env = self._env()
-            batch = [ev.sandbox_added(env, md, sandbox.status)]
+            rules.check_add(self._pipe.view(), md.id, md.name)
+            env = self._env.stamp()
+            added = ev.SandboxAdded(md.id, env, ev.AddedMetadata.from_metadata(md), sandbox.status)
+            batch: list[ev.Event] = [added]
             if create_netns:
-                batch.append(ev.netns_assigned(env, md.id, path))
-            self._commit(batch)
-            with self._read:
-                self._proj.prime(md.id, md)
+                # Checked as if the add were already applied: the two go in one batch.
+                batch.append(ev.NetNSAssigned(md.id, env, path))
+            ticket = self._pipe.reserve(batch, md)
+        self._pipe.wait(ticket)
         if create_netns:
             if crashpoints.ARMED:
                 crashpoints.hit(AFTER_INTENT)
-            report = self._reconcile(md.id)
-            if not is_live_netns(path):
-                why = "; ".join(m for _p, m in report.errors) or "not live after reconcile"
-                raise NetNSSetupError(
-                    f"sandbox {md.id} was added but its network namespace {path} could not "
-                    f"be created: {why}; call reconcile() to retry or delete() the sandbox"
-                )
-            result = self.get(md.id)
-            if result is None:  # deleted by another thread meanwhile
-                raise NotFoundError(f"sandbox {md.id} was deleted while it was being added")
-            return result
+            return store_netns.finish_add(self, md.id, path)
         with self._read:
             present = md.id in self._proj
         if not present:  # deleted by another thread meanwhile
@@ -311,12 +281,14 @@ class Store(Reads, Closing):
         with self._cmd:
             self._check_writable()
             try:
-                sandbox_id = self._resolve(id_or_prefix)
+                sandbox_id = self._resolve_cmd(id_or_prefix)
             except NotFoundError:
                 return
-            self._commit([ev.sandbox_deleted(self._env(), sandbox_id)])
-            with self._read:
-                pending = bool(self._proj.pending(sandbox_id))
+            rules.check_delete(self._pipe.view(), sandbox_id)
+            ticket = self._pipe.reserve([ev.SandboxDeleted(sandbox_id, self._env.stamp())])
+        self._pipe.wait(ticket)
+        with self._read:
+            pending = bool(self._proj.pending(sandbox_id))
         if pending:
             try:
                 report = self._reconcile(sandbox_id)
@@ -338,9 +310,8 @@ class Store(Reads, Closing):
         self._no_command_in_fn("update_status")
         with self._cmd:
             self._check_writable()
-            sandbox_id = self._resolve(id_or_prefix)
-            with self._read:
-                old = self._proj.status_of(sandbox_id)
+            sandbox_id = self._resolve_cmd(id_or_prefix)
+            old = self._pipe.view().status_of(sandbox_id)
             self._local.in_fn = True
             try:
                 new = fn(old)
@@ -351,11 +322,12 @@ class Store(Reads, Closing):
                     f"update_status fn for sandbox {sandbox_id} returned "
                     f"{type(new).__name__}; expected a Status"
                 )
-            check_transition(old.state, new.state, sandbox_id)
+            rules.check_status(self._pipe.view(), sandbox_id, new.state)
             if new == old:
                 return old
-            self._commit([ev.status_updated(self._env(), sandbox_id, new)])
-            return new
+            ticket = self._pipe.reserve([ev.StatusUpdated(sandbox_id, self._env.stamp(), new)])
+        self._pipe.wait(ticket)
+        return new
 
     def remove_netns(self, id_or_prefix: str) -> None:
         """Remove the sandbox's own network namespace now; idempotent.
@@ -368,14 +340,19 @@ class Store(Reads, Closing):
         self._no_command_in_fn("remove_netns")
         with self._cmd:
             self._check_writable()
-            sandbox_id = self._resolve(id_or_prefix)
-            with self._read:
-                path = self._proj.owned_path_of(sandbox_id)
-                state = self._proj.owned_state(path) if path is not None else None
+            sandbox_id = self._resolve_cmd(id_or_prefix)
+            view = self._pipe.view()
+            path = view.owned_path_of(sandbox_id)
+            state = view.owned_state(path) if path is not None else None
             if path is None or state is None or state.terminal:
                 return
-            if state is not NetNSState.REMOVING:
-                self._commit([ev.netns_remove_requested(self._env(), sandbox_id, path)])
+            ticket = None
+            if state is not NetNSState.REMOVING:  # else already requested: just reconcile
+                rules.check_netns(view, ev.NetNSRemoveRequested, sandbox_id, path)
+                event = ev.NetNSRemoveRequested(sandbox_id, self._env.stamp(), path)
+                ticket = self._pipe.reserve([event])
+        if ticket is not None:
+            self._pipe.wait(ticket)
         report = self._reconcile(sandbox_id)
         with self._read:
             still = self._proj.owned_state(path)
@@ -408,26 +385,16 @@ class Store(Reads, Closing):
                 pending = self._proj.pending(sandbox_id)
             if sandbox_id is not None and not pending:
                 return ReconcileReport()
-            report = reconciler.reconcile(pending, self.netns_dir, self._record)
+            record = partial(store_netns.record, self)
+            confirm = partial(store_netns.confirm_removal, self) if self._unproven_upto else None
+            began = time.perf_counter()
+            report = reconciler.reconcile(pending, self.netns_dir, record, confirm_removal=confirm)
+            if self._metrics is not None:
+                self._metrics.on_reconcile(report, time.perf_counter() - began)
         if sandbox_id is not None:
             # A run scoped to one sandbox sees the others' paths as "foreign".
             report = attrs.evolve(report, foreign=())
         return report
-
-    def _record(self, kind: str, sandbox_id: str, path: str, reason: str) -> None:
-        """The reconciler's callback: log the effect it just made, then apply it."""
-        env = self._env()
-        if kind == "created":
-            event = ev.netns_created(env, sandbox_id, path)
-        elif kind == "removed":
-            event = ev.netns_removed(env, sandbox_id, path)
-        elif kind == "closed":
-            event = ev.netns_closed(env, sandbox_id, path, reason)
-        else:
-            raise ValueError(f"unknown reconcile record kind {kind!r}")
-        with self._cmd:
-            self._check_writable()
-            self._commit([event])
 
     # -- snapshots --------------------------------------------------------------
 
@@ -439,16 +406,24 @@ class Store(Reads, Closing):
         holding up commands.
         """
         self._no_command_in_fn("snapshot")
+        began = time.perf_counter()
         with self._cmd:
             self._check_writable()
-            # No append is in flight (commands hold _cmd): the log ends at last_seq,
-            # so the snapshot can record where (load then reads the tail from there).
+            # Nothing reserved is left in flight (drained, _cmd held): the log ends at
+            # last_seq, so the snapshot can record where (load reads the tail from there).
+            self._pipe.seq.drain()
+            self._check_writable()
+            if self._log.last_seq != self._proj.last_seq:
+                raise StoreError(f"store {self.state_dir}: a failed append; reopen it")
             head = self._log.head
             seq = self._proj.last_seq
             position = eventlog.end_position(self.state_dir, seq, head)
             with self._read:
-                data = snapshot.encode(self._proj, head, position)
-        return snapshot.write_snapshot(self.state_dir, seq, data)
+                data = snapshot.encode(self._proj, head, position, key=self._key)
+        path = snapshot.write_snapshot(self.state_dir, seq, data)
+        if self._metrics is not None:
+            self._metrics.on_snapshot(time.perf_counter() - began)
+        return path
 
     # -- watching ---------------------------------------------------------------
 
@@ -488,6 +463,7 @@ class Store(Reads, Closing):
     def head(self) -> bytes:
         """The log's chain digest after ``last_seq``."""
         with self._cmd:
+            self._pipe.seq.drain()
             head: bytes = self._log.head
             return head
 
@@ -502,3 +478,19 @@ class Store(Reads, Closing):
         """A copy of the projection as it is now (for tests, tooling and comparisons)."""
         with self._read:
             return Projection.from_snapshot(self._proj.to_snapshot(), self.netns_dir)
+
+    def log_stats(self) -> EventLogStats | None:
+        """The log's counters since open (records, bytes, syncs, rotations); None if
+        the store's log keeps none (an in-memory log)."""
+        stats = getattr(self._log, "stats", None)
+        return stats if isinstance(stats, EventLogStats) else None
+
+    def count_by_state(self) -> dict[State, int]:
+        """Sandboxes per state now: one pass under the read lock, no Sandbox built
+        (metrics read it when scraped, so commands pay nothing for it)."""
+        counts = dict.fromkeys(State, 0)
+        with self._read:
+            proj = self._proj
+            for sandbox_id in proj.ids():
+                counts[proj.state_of(sandbox_id)] += 1
+        return counts

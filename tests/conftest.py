@@ -1,10 +1,12 @@
 """Fixtures shared by every test directory; plain helpers live in tests/support.py.
 
 ``netns_dir`` is a fresh directory under tmp_path (the test skips when not
-root). At teardown everything still mounted under tmp_path is detached (one
-failing test never leaks into the next) and an nsfs mount left behind FAILS
-the test - a leaked namespace is a bug, not noise. tests/netns overrides it
-with its own ``netns_dirs`` factory, leak-checked the same way.
+root; ``./dev test`` makes a plain user root of a user namespace first, and
+every test using it is marked ``netns``). At teardown everything still
+mounted under tmp_path is detached (one failing test never leaks into the
+next) and an nsfs mount left behind FAILS the test - a leaked namespace is a
+bug, not noise. tests/netns overrides it with its own ``netns_dirs`` factory,
+leak-checked the same way.
 
 Test modules do not import conftest files (several test directories have
 one); what they need is a fixture here or a helper in ``support``.
@@ -23,11 +25,28 @@ import support  # noqa: E402  (after register_assert_rewrite, so its asserts exp
 
 from replay.fleet.natsserver import LocalNatsServer, find_nats_server  # noqa: E402
 
+#: Fixtures that mean "this test creates real network namespaces": the netns dir
+#: factories, and the ``_need_root`` autouse fixture of tests/netns and tests/crash.
+NETNS_FIXTURES = frozenset({"netns_dir", "netns_dirs", "_need_root"})
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: takes more than ~10 s (deselect with -m 'not slow' for a quick run)"
     )
+    config.addinivalue_line(
+        "markers",
+        "netns: creates real network namespaces; needs root, or root of a user namespace "
+        "(set from the fixtures a test uses; scripts/test-as-plain-user selects on it)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Marked from the fixtures, not by hand: a new namespace test cannot be
+    # forgotten by the plain-user CI step that runs ``-m netns``.
+    for item in items:
+        if NETNS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.netns)
 
 
 @pytest.fixture

@@ -102,9 +102,36 @@ def clean_and_check(directory: str | os.PathLike[str]) -> None:
     fail_on_leaks([m.mount_point for m in detach_everything_under(directory) if m.fstype == NSFS])
 
 
+def in_user_namespace() -> bool:
+    """True when uid 0 here is not the machine's root (``unshare -Urm``, as
+    ``./dev test`` runs for a plain user): only the initial user namespace maps
+    the whole uid range onto itself."""
+    with open("/proc/self/uid_map", encoding="ascii") as f:
+        return f.read().split() != ["0", "0", "4294967295"]
+
+
 def skip_unless_root(why: str = "creates real network namespaces") -> None:
-    if os.geteuid() != 0:
-        pytest.skip(f"needs root: {why}")
+    """Skip without root - root of a user namespace will do: ``./dev test``
+    re-runs a plain user's tests under ``unshare -Urm``, where creating network
+    namespaces on tmp paths works.
+
+    In CI (``CI=true``) a missing root is a FAILURE, not a skip: CI runs the
+    suite as root and the namespace tests again as a plain user through that
+    re-run, so a skip there would hide a broken setup."""
+    if os.geteuid() == 0:
+        return
+    msg = f"needs root: {why} (./dev test runs a plain user's tests under unshare -Urm)"
+    if in_ci():
+        pytest.fail(f"{msg}; CI=true, so a skip would hide a broken setup", pytrace=False)
+    pytest.skip(msg)
+
+
+def skip_unless_real_root(why: str) -> None:
+    """Skip unless this is the machine's root, not root of a user namespace: for
+    what only the real root may do (write the shared /var/run/netns). Never a
+    failure in CI: the root run covers it."""
+    if os.geteuid() != 0 or in_user_namespace():
+        pytest.skip(f"needs the real root, not a user namespace's: {why}")
 
 
 # -- sandboxes ------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ Figures (all in one run, so they share the machine's current state):
   (reported, no target).
 - ``ip netns add`` for 100 namespaces with temporary names in
   /var/run/netns (process spawn included), deleted afterwards: a reference.
+  Skipped as root of a user namespace (``./dev bench`` for a plain user):
+  only the real root may write /var/run/netns.
 
 Raw and reconciler creation are measured in alternating rounds (raw first,
 then reconciler first, ...; ``--rounds``, default 3) and the best round of
@@ -41,7 +43,11 @@ from sandbox.netns import DEFAULT_NETNS_DIR, remove_at
 from sandbox.ownership import NetNSState, OwnedNetNS
 from sandbox.reconciler import reconcile
 
-from .rows import Row
+from .rows import Row, skipped_rows
+from .userns import in_user_namespace
+
+#: Why the ``ip netns add`` row is not measured as root of a user namespace.
+NEEDS_REAL_ROOT = "skipped: needs the real root (ip netns writes /var/run/netns)"
 
 _CREATE_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -246,6 +252,8 @@ def bench_ip_netns(n: int = 100, reference_ms: float | None = None) -> list[Row]
     """`ip netns add` for n temporary names in the system netns dir, then deleted."""
     if shutil.which("ip") is None:
         return []
+    if in_user_namespace():
+        return skipped_rows([f"ip netns add x{n}"], "netns", NEEDS_REAL_ROOT, unit="ms/netns")
     tag = uuid.uuid4().hex[:8]
     names = [f"bench-{tag}-{i}" for i in range(n)]
     added: list[str] = []

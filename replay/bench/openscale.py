@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import shutil
 import statistics
@@ -44,6 +45,7 @@ import attrs
 
 from eventlog import EventLog
 from eventlog.segments import list_segments
+from sandbox import events as ev
 from sandbox import snapshot
 from sandbox.projection import Projection
 from sandbox.snapshot import list_snapshots
@@ -102,7 +104,9 @@ def build_history(
 
     The same node-shaped workload the store benchmarks replay, but written
     one ``append`` per event as the Store writes them (not in batches),
-    with at most ``live`` sandboxes alive.
+    with at most ``live`` sandboxes alive. Seq 1 is the ``NetNSDirRecorded``
+    a Store's first open writes (so opening it appends nothing); the
+    workload fills seqs 2..count.
 
     The events are applied to a ``Projection`` as they are appended, and a
     snapshot is written after each seq in ``snapshot_at`` exactly as
@@ -125,7 +129,11 @@ def build_history(
             gc.disable()  # millions of long-lived dicts: see sandbox.snapshot.replay
             try:
                 next_stop = stops.pop(0) if stops else 0
-                for event in workload(count, live=live, seed=seed):
+                recorded = ev.NetNSDirRecorded("", ev.Envelope("bench").stamp(), netns_dir)
+                events = itertools.chain(
+                    [recorded.to_payload()], workload(count - 1, live=live, seed=seed)
+                )
+                for event in itertools.islice(events, count):
                     seq = append(event)
                     apply(seq, event)
                     if seq == next_stop:

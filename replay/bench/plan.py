@@ -33,6 +33,7 @@ _PLAN_SIZES: dict[str, tuple[Any, Any, Any]] = {
     "store_replay": (1_000_000, 50_000, 3_000),
     "es_events": (10_000, 1_000, 200),
     "open_sizes": (FULL_SIZES, QUICK_SIZES, (200, 500, 1_000)),
+    "open_live": ((1_000, 100_000), (1_000, 20_000), (100,)),
     "verify_audit": (True, True, True),
     "netns": (1_000, 200, 8),
     "ip_netns": (100, 20, 0),
@@ -62,6 +63,8 @@ class Plan:
     store_replay: int
     es_events: int
     open_sizes: tuple[int, ...]
+    #: live sandboxes (every event an add) for the open-from-snapshot rows
+    open_live: tuple[int, ...]
     verify_audit: bool
     netns: int
     ip_netns: int

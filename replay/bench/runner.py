@@ -34,6 +34,8 @@ import attrs
 from . import log as log_bench
 from . import machine
 from . import store as store_bench
+from .openlive import bench_open_live
+from .openlive import row_name as open_live_name
 from .openscale import History, OpenPoint, bench_open_scale
 from .plan import Plan
 from .render import Report
@@ -163,7 +165,8 @@ def _open_rows(ctx: _Context) -> list[Row]:
         with_history=also_verify,
     )
     ctx.open_points = result.points
-    return result.rows
+    live = bench_open_live(ctx.parent, p.open_live, p.reps, progress=ctx.progress)
+    return result.rows + live
 
 
 def _open_names(p: Plan) -> list[str]:
@@ -177,7 +180,7 @@ def _open_names(p: Plan) -> list[str]:
         a, b = p.open_sizes[0], p.open_sizes[-1]
         for what in ("snapshot at last event", "snapshot at 99%", "full replay"):
             names.append(f"open growth {a:,} -> {b:,} events, {what}")
-    return names
+    return names + [open_live_name(n) for n in p.open_live]
 
 
 def _verify_rows(ctx: _Context) -> list[Row]:
@@ -213,6 +216,21 @@ def _store_rows(ctx: _Context) -> list[Row]:
         p.reps,
         lambda: store_bench.bench_durable_add(d, p.store_add),
     )
+    # Store-level group commit: each repetition measures its 1-thread reference too.
+    rows += _repeat(
+        ctx,
+        f"store: durable add, {p.threads} threads",
+        "store",
+        p.reps,
+        lambda: store_bench.bench_threaded_add(d, p.store_add, p.threads),
+    )
+    rows += _repeat(
+        ctx,
+        f"store: durable add, {p.threads} threads, fdatasync +2 ms (strace)",
+        "store",
+        p.reps,
+        lambda: store_bench.bench_threaded_add_slow_disk(d, p.store_add, p.threads),
+    )
     logdir = os.path.join(d, "store-replay-log")
     ctx.progress(f"store: writing a {p.store_replay:,}-event workload log")
     store_bench.write_workload(logdir, p.store_replay)
@@ -234,6 +252,8 @@ def _store_rows(ctx: _Context) -> list[Row]:
 def _store_names(p: Plan) -> list[str]:
     return [
         "durable add",  # the event's size is the row's event_bytes field
+        f"durable add, {p.threads} threads",
+        f"durable add, {p.threads} threads, fdatasync +2 ms",
         f"replay {p.store_replay:,} events (read+apply)",
         f"replay {p.store_replay:,} events (apply only)",
     ]

@@ -7,6 +7,10 @@ replay.bench.commands`` takes the same options).
 figure                                       reference                                  target
 ===========================================  =========================================  =========
 durable add (Store.add, durability always)   bare os.write + fdatasync loop, same size  >= 0.5
+durable add, 16 threads (store-level group   durable add, 1 thread                      >= 2
+commit: one fsync per group of commands)
+the same with fdatasync delayed 2 ms         durable add, 1 thread, same delay          >= 8
+(strace fault injection, a child process)
 replay N events into the projection          bare msgpack.Unpacker over the same        >= 0.3
 (eventlog.read: crc + chain, then apply)     payloads
 replay, apply only (projection fold)         bare msgpack.Unpacker                      (info)
@@ -38,8 +42,13 @@ from __future__ import annotations
 
 import functools
 import gc
+import json
 import os
 import random
+import shutil
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -67,12 +76,14 @@ from sandbox.store import Store
 
 from . import measure
 from .measure import scratch
-from .rows import Row
+from .rows import Row, skipped_rows
 
 _row = functools.partial(Row.measured, unit="events/s")
 
 __all__ = [
     "bench_durable_add",
+    "bench_threaded_add",
+    "bench_threaded_add_slow_disk",
     "bench_eventsourcing",
     "bench_replay",
     "workload",
@@ -216,6 +227,97 @@ def bench_durable_add(parent: str | None = None, count: int = 2000) -> list[Row]
             extra=extra,
         )
     ]
+
+
+# -- concurrent adds (store-level group commit) ---------------------------------------
+
+#: The slow-disk row's strace: 2 ms added to every fdatasync of the child (NOTES.md).
+SLOW_DISK_DELAY_US = 2000
+
+
+def add_rates(
+    parent: str | None, single: int, per_thread: int, threads: int
+) -> tuple[float, float]:
+    """Adds/s of ``Store.add`` (durability "always") from 1 thread, then from
+    ``threads`` threads at once, each on a fresh store in the same scratch dir."""
+    with scratch(parent, "store-threads-") as d:
+        netns = os.path.join(d, "netns")
+        one = [
+            Sandbox(_metadata(i), Status(State.READY, pid=i, created_at=1)) for i in range(single)
+        ]
+        with Store.open(os.path.join(d, "one"), netns_dir=netns, durability="always") as store:
+
+            def add_loop() -> None:
+                for sb in one:
+                    store.add(sb)
+
+            rate_one = single / _timed(add_loop)
+        batches = [
+            [
+                Sandbox(_metadata(i), Status(State.READY, pid=i, created_at=1))
+                for i in range(t * per_thread, (t + 1) * per_thread)
+            ]
+            for t in range(threads)
+        ]
+        with Store.open(os.path.join(d, "many"), netns_dir=netns, durability="always") as store:
+            barrier = threading.Barrier(threads + 1)
+
+            def worker(batch: list[Sandbox]) -> None:
+                barrier.wait()
+                for sb in batch:
+                    store.add(sb)
+
+            pool = [threading.Thread(target=worker, args=(b,)) for b in batches]
+            for t in pool:
+                t.start()
+            gc.collect()
+            barrier.wait()
+            began = time.perf_counter()
+            for t in pool:
+                t.join()
+            rate_many = threads * per_thread / (time.perf_counter() - began)
+    return rate_one, rate_many
+
+
+def _threads_row(name: str, one: float, many: float, threads: int, target: float) -> Row:
+    return _row(
+        name, many, "durable add, 1 thread", one, target, unit="adds/s", extra={"threads": threads}
+    )
+
+
+def bench_threaded_add(
+    parent: str | None = None, count: int = 2000, threads: int = 16
+) -> list[Row]:
+    """``threads`` threads calling Store.add vs 1 thread, on the real disk (target >= 2)."""
+    one, many = add_rates(parent, count, max(1, count // threads), threads)
+    return [_threads_row(f"durable add, {threads} threads", one, many, threads, 2.0)]
+
+
+def bench_threaded_add_slow_disk(
+    parent: str | None = None, count: int = 2000, threads: int = 16
+) -> list[Row]:
+    """The same, in a child process whose every fdatasync strace delays by 2 ms
+    (target >= 8); a skipped row if strace is missing or cannot trace here."""
+    name = f"durable add, {threads} threads, fdatasync +2 ms"
+    strace = shutil.which("strace")
+    if strace is None:
+        return skipped_rows([name], "store", "strace missing (apt-get install strace)")
+    single, per_thread = max(20, count // 8), max(1, count // threads)
+    code = (
+        "import json, sys\n"
+        f"sys.path[:0] = {sys.path!r}\n"
+        "from replay.bench.store import add_rates\n"
+        f"print(json.dumps(add_rates({parent!r}, {single}, {per_thread}, {threads})))\n"
+    )
+    inject = f"fdatasync:delay_exit={SLOW_DISK_DELAY_US}"
+    argv = [strace, "-f", "--seccomp-bpf", "-o", os.devnull, "-e", "trace=fdatasync"]
+    argv += ["-e", f"inject={inject}", sys.executable, "-c", code]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return skipped_rows([name], "store", f"strace run failed: {why}")
+    one, many = json.loads(done.stdout.strip().splitlines()[-1])
+    return [_threads_row(name, one, many, threads, 8.0)]
 
 
 # -- replay ------------------------------------------------------------------------

@@ -13,16 +13,8 @@ an event-sourced store with kernel side effects.
    every snapshot on disk plus the tail, equals the store's own, and no
    snapshot was skipped on open (a snapshot is fsynced before it is renamed
    into place: a crash may lose it, never damage it).
-3. ``netns`` - after reconcile, the nsfs mounts under netns_dir (from
-   /proc/self/mountinfo, not from the code under test) are exactly the
-   namespaces the projection says are live: no leak, no duplicate (stacked)
-   mount, no stray placeholder, nothing left half-done; and a second
-   reconcile does nothing.
-4. ``verify`` - ``eventlog.verify`` is clean, finds the last acknowledged
-   head (history not rewritten), reports no torn tail after the writer's
-   recovery; ``replay.verify`` (transition re-check) is clean when present.
-5. ``accepts`` - the recovered store takes new commands: add with a
-   namespace, delete, and a reopen sees the result.
+3-5. ``netns``, ``verify``, ``accepts`` - the recovered store, live: see
+   ``live_checks`` (re-exported here).
 
 Each check returns ``Violation`` values and never raises for a finding; an
 exception inside a check is itself reported as a violation of that check.
@@ -32,19 +24,35 @@ from __future__ import annotations
 
 import collections
 import os
-import random
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import attrs
-
-from replay.crash import mounts, storeio
+from replay.crash import storeio
 from replay.crash import workload as wl
+from replay.crash.check_types import (
+    ACCEPTS,
+    ACKED,
+    CHECKS,
+    CHILD,
+    COMMAND,
+    EFFECTS,
+    NETNS,
+    PROJECTION,
+    REOPEN,
+    VERIFY,
+    Ack,
+    AckedRecord,
+    Observation,
+    Violation,
+)
+from replay.crash.check_types import etype as _etype
+from replay.crash.check_types import summ as _summ
+from replay.crash.live_checks import check_accepts, check_netns, check_verify
 from sandbox.events import (
     NETNS_ASSIGNED,
-    NETNS_CLOSED,
     NETNS_CREATED,
+    NETNS_DIR_RECORDED,
     NETNS_REMOVE_REQUESTED,
     NETNS_REMOVED,
     SANDBOX_ADDED,
@@ -52,79 +60,34 @@ from sandbox.events import (
     STATUS_UPDATED,
 )
 
-ACKED = "acked"
-PROJECTION = "projection"
-NETNS = "netns"
-VERIFY = "verify"
-ACCEPTS = "accepts"
-#: Not one of the five: the child (the store, under the workload) did
-#: something the contract forbids while it ran, or died in a way no crash
-#: explains; or the store could not be reopened at all.
-COMMAND = "command"
-CHILD = "child"
-REOPEN = "reopen"
-CHECKS = (ACKED, PROJECTION, NETNS, VERIFY, ACCEPTS)
-
-#: What a reconcile (the store's own, or the one recovery runs) may write.
-EFFECTS = frozenset({NETNS_CREATED, NETNS_REMOVED, NETNS_CLOSED})
-
-
-@attrs.frozen
-class Violation:
-    """One broken promise, in words a runtime engineer can act on."""
-
-    check: str
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"check": self.check, "message": self.message}
-
-
-@attrs.frozen
-class AckedRecord:
-    """A record the child read back right after the command that wrote it."""
-
-    seq: int
-    time_ns: int
-    digest: bytes
-    payload: dict[str, Any]
-
-
-@attrs.frozen
-class Ack:
-    """One acknowledged command, as the child reported it."""
-
-    op: wl.Op
-    ok: bool
-    error: str
-    message: str
-    before: int
-    after: int
-    records: tuple[AckedRecord, ...]
-    result: Any = None
-
-
-@attrs.frozen
-class Observation:
-    """Everything the parent learned from the child before it died."""
-
-    child_pid: int
-    open_seq: int
-    acks: tuple[Ack, ...]
-    in_flight: wl.Op | None
-
-    @property
-    def last_acked_seq(self) -> int:
-        return max([self.open_seq] + [a.after for a in self.acks])
-
-    @property
-    def acked_records(self) -> dict[int, AckedRecord]:
-        return {r.seq: r for a in self.acks for r in a.records}
-
-    @property
-    def last_acked_digest(self) -> bytes | None:
-        recs = self.acked_records
-        return recs[max(recs)].digest if recs else None
+__all__ = [
+    "ACCEPTS",
+    "ACKED",
+    "CHECKS",
+    "CHILD",
+    "COMMAND",
+    "EFFECTS",
+    "NETNS",
+    "PROJECTION",
+    "REOPEN",
+    "VERIFY",
+    "Ack",
+    "AckedRecord",
+    "Observation",
+    "Violation",
+    "allowed_event",
+    "check_accepts",
+    "check_commands",
+    "check_log",
+    "check_netns",
+    "check_projection",
+    "check_store_state",
+    "check_verify",
+    "expected_shapes",
+    "expected_states",
+    "run_checks",
+    "summarize",
+]
 
 
 def _guard(check: str, fn: Callable[[], list[Violation]]) -> list[Violation]:
@@ -133,15 +96,6 @@ def _guard(check: str, fn: Callable[[], list[Violation]]) -> list[Violation]:
         return fn()
     except Exception:
         return [Violation(check, "check raised:\n" + traceback.format_exc(limit=6))]
-
-
-def _etype(payload: dict[str, Any]) -> str:
-    return str(payload.get("type", "?"))
-
-
-def _summ(payload: dict[str, Any]) -> str:
-    sid = str(payload.get("id", ""))
-    return f"{_etype(payload)}({sid[:12]})"
 
 
 # -- 1: acknowledged events --------------------------------------------------
@@ -239,6 +193,16 @@ def check_commands(obs: Observation) -> list[Violation]:
 
 def check_log(records: Sequence[Any], obs: Observation, recovery_pid: int) -> list[Violation]:
     """Check 1 on the log: acked records intact, the rest explained."""
+    tail = [r for r in records if r.seq > obs.last_acked_seq]
+    return (
+        _check_acked(records, obs)
+        + _check_tail(tail, obs, recovery_pid)
+        + _check_in_flight_batch(tail, obs)
+    )
+
+
+def _check_acked(records: Sequence[Any], obs: Observation) -> list[Violation]:
+    """Every acknowledged record is still there, byte for byte (payload, digest, time)."""
     out: list[Violation] = []
     by_seq = {r.seq: r for r in records}
     acked = obs.acked_records
@@ -282,13 +246,22 @@ def check_log(records: Sequence[Any], obs: Observation, recovery_pid: int) -> li
                 f"last acknowledged {obs.last_acked_seq})",
             )
         )
-    # Everything past the last acknowledged seq must be explained.
-    last = obs.last_acked_seq
-    tail = [r for r in records if r.seq > last]
+    return out
+
+
+def _check_tail(tail: Sequence[Any], obs: Observation, recovery_pid: int) -> list[Violation]:
+    """Everything past the last acknowledged seq must be explained: the in-flight
+    command's own events, then only the recovering process's reconcile effects."""
+    out: list[Violation] = []
     child_part = True
     for r in tail:
         env = r.payload.get("env")
         pid = env.get("pid") if isinstance(env, dict) else None
+        if _first_open_record(r, obs) and pid in (obs.child_pid, recovery_pid):
+            # The child died in its first open, before reporting it (or before
+            # writing this): that open, or the recovering one, recorded the netns dir.
+            child_part = child_part and pid == obs.child_pid
+            continue
         if pid == obs.child_pid and child_part:
             op = obs.in_flight
             if op is None:
@@ -325,6 +298,18 @@ def check_log(records: Sequence[Any], obs: Observation, recovery_pid: int) -> li
                     "effects (NetNSCreated/Removed/Closed)",
                 )
             )
+    return out
+
+
+def _first_open_record(r: Any, obs: Observation) -> bool:
+    """Seq 1 of a new store is the NetNSDirRecorded its first open writes before any
+    command (sandbox/netnsdir.py)."""
+    return r.seq == 1 and obs.in_flight is None and _etype(r.payload) == NETNS_DIR_RECORDED
+
+
+def _check_in_flight_batch(tail: Sequence[Any], obs: Observation) -> list[Violation]:
+    """An add in flight with a namespace wrote one batch: recovered whole or not at all."""
+    out: list[Violation] = []
     if obs.in_flight is not None and obs.in_flight.kind == wl.ADD and obs.in_flight.create_netns:
         # SandboxAdded + NetNSAssigned are one batch: all or nothing.
         mine = [_etype(r.payload) for r in tail if r.payload.get("id") == obs.in_flight.sandbox_id]
@@ -476,167 +461,6 @@ def check_projection(
     load = getattr(store, "load_result", None)
     for path, why in getattr(load, "skipped", ()) or ():
         out.append(Violation(PROJECTION, f"open skipped snapshot {os.path.basename(path)}: {why}"))
-    return out
-
-
-# -- 3: namespaces ---------------------------------------------------------------
-
-
-def _real(path: str) -> str:
-    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-
-
-def check_netns(store: Any, netns_dir: str) -> list[Violation]:
-    """Check 3: after reconcile, the kernel's namespaces == the projection's live ones."""
-    from sandbox.ownership import NetNSState
-
-    out: list[Violation] = []
-    first = store.last_reconcile_report
-    for path, message in first.errors:
-        out.append(Violation(NETNS, f"reconcile on open failed for {path}: {message}"))
-    second = store.reconcile()
-    if second.changed:
-        out.append(
-            Violation(
-                NETNS,
-                f"reconcile is not idempotent: the run after open still did {second.to_dict()}",
-            )
-        )
-    proj = store.projection()
-    live: set[str] = set()
-    for o in proj.owned():
-        if o.state is NetNSState.CREATED:
-            live.add(_real(o.path))
-        elif not o.state.terminal:
-            out.append(
-                Violation(
-                    NETNS,
-                    f"after reconcile, {o.path} (sandbox {o.sandbox_id[:12]}) "
-                    f"is still {o.state.value}",
-                )
-            )
-    counts = collections.Counter(m.mount_point for m in mounts.nsfs_mounts_under(netns_dir))
-    others = [m for m in mounts.mounts_under(netns_dir) if m.fstype != "nsfs"]
-    for m in others:
-        out.append(
-            Violation(NETNS, f"non-nsfs mount {m.fstype} at {m.mount_point} under netns_dir")
-        )
-    for point, n in sorted(counts.items()):
-        if point not in live:
-            out.append(
-                Violation(
-                    NETNS,
-                    f"leaked namespace: {point} is mounted "
-                    f"({n}x) but the projection has no live namespace there",
-                )
-            )
-        elif n > 1:
-            out.append(Violation(NETNS, f"duplicate namespace: {n} nsfs mounts stacked at {point}"))
-    for path in sorted(live - set(counts)):
-        out.append(
-            Violation(
-                NETNS,
-                f"missing namespace: the projection says {path} is live, nothing is mounted there",
-            )
-        )
-    real_dir = os.path.realpath(netns_dir)
-    if os.path.isdir(real_dir):
-        for entry in sorted(os.listdir(real_dir)):
-            p = os.path.join(real_dir, entry)
-            if p not in counts:
-                out.append(Violation(NETNS, f"stray file {p} left in netns_dir (not a namespace)"))
-    # The store's own view of each sandbox's namespace agrees with the kernel.
-    for sb in store.list():
-        ns = sb.netns
-        if ns is None:
-            continue
-        path = _real(ns.get_path())
-        if (path in live) == ns.closed():
-            out.append(
-                Violation(
-                    NETNS,
-                    f"sandbox {sb.id[:12]}: netns {path} closed()="
-                    f"{ns.closed()} but the projection says "
-                    f"{'live' if path in live else 'not live'}",
-                )
-            )
-    return out
-
-
-# -- 4: verify -----------------------------------------------------------------
-
-
-def check_verify(state_dir: str, netns_dir: str, obs: Observation) -> list[Violation]:
-    """Check 4: the log verifies whole, keeps the acknowledged head, and (if the
-    replay package offers it) every transition re-checks."""
-    import eventlog
-
-    out: list[Violation] = []
-    head = obs.last_acked_digest
-    report = eventlog.verify(storeio.log_dir(state_dir), head=head)
-    if not report.ok:
-        out.append(Violation(VERIFY, f"eventlog.verify: {report.problem}"))
-    if report.torn_tail:
-        out.append(
-            Violation(
-                VERIFY,
-                f"eventlog.verify: {report.torn_tail} torn bytes remain "
-                f"after the writer's recovery ({report.torn_reason})",
-            )
-        )
-    ok, problems = storeio.replay_verify(state_dir, netns_dir, head)
-    if not ok:
-        out.append(Violation(VERIFY, "replay.verify: " + "; ".join(problems[:5])))
-    return out
-
-
-# -- 5: accepts new commands ----------------------------------------------------------
-
-
-def check_accepts(store: Any, state_dir: str, netns_dir: str, seed: int) -> list[Violation]:
-    """Check 5: add (with a namespace) + delete on the recovered store, then reopen.
-
-    Closes ``store``.
-    """
-    from sandbox.netns import is_live_netns
-
-    out: list[Violation] = []
-    rng = random.Random(f"accepts:{seed}")
-    sid = f"{rng.getrandbits(256):064x}"
-    op = wl.Op(
-        index=10_000,
-        kind=wl.ADD,
-        target=sid,
-        sandbox_id=sid,
-        name=f"aftercrash_crash_{rng.getrandbits(64):016x}_0",
-        create_netns=True,
-        state=wl.READY,
-        pid=4242,
-    )
-    path = ""
-    try:
-        sb = store.add(storeio.make_sandbox(op), create_netns=True)
-        path = sb.netns.get_path() if sb.netns is not None else ""
-        if not path or not is_live_netns(path):
-            out.append(Violation(ACCEPTS, f"add after recovery: namespace {path!r} is not live"))
-        store.delete(sid)
-        if store.get(sid) is not None:
-            out.append(Violation(ACCEPTS, "delete after recovery: the sandbox is still there"))
-        if path and os.path.lexists(path):
-            out.append(Violation(ACCEPTS, f"delete after recovery: {path} still exists"))
-        seq = store.last_seq
-    finally:
-        store.close()
-    again = storeio.open_store(state_dir, netns_dir)
-    try:
-        if again.get(sid) is not None:
-            out.append(Violation(ACCEPTS, "after reopen the deleted sandbox is back"))
-        if again.last_seq != seq:
-            out.append(
-                Violation(ACCEPTS, f"after reopen last_seq is {again.last_seq}, expected {seq}")
-            )
-    finally:
-        again.close()
     return out
 
 

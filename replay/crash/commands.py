@@ -21,7 +21,8 @@ rest of the CLI.
 
 Exit codes: 0 no violation; 1 a violation was found (or the harness could
 not run, e.g. not root, or strace missing); 2 a usage error (unknown crash
-point, bad number, a reorder option with the points model).
+point, bad number, a reorder option with the points model, a --workdir
+that is no directory).
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ def add_crashtest_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(root needed: real network namespaces). Every violation is printed with the "
         "command that replays its run alone.",
     )
+    _add_run_options(p)
+    _add_child_options(p)
+    _add_model_options(p)
+    _add_output_option(p)
+    p.set_defaults(func=run_crashtest)
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Which runs: how many, their seed, crash points and size, where they go."""
     p.add_argument("--runs", type=_positive, default=100, metavar="N", help="runs (default 100)")
     p.add_argument(
         "--seed",
@@ -114,6 +125,10 @@ def add_crashtest_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="keep the state dir of a run with a violation (its path is printed)",
     )
+
+
+def _add_child_options(p: argparse.ArgumentParser) -> None:
+    """How each child starts, and --list-points."""
     p.add_argument(
         "--launch",
         choices=("fork", "exec"),
@@ -124,6 +139,10 @@ def add_crashtest_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--list-points", action="store_true", help="list the crash points and where they are"
     )
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """The crash model and its reorder-only knobs."""
     p.add_argument(
         "--model",
         choices=MODELS,
@@ -147,6 +166,10 @@ def add_crashtest_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="reorder: the event-log workload to trace (default all)",
     )
+
+
+def _add_output_option(p: argparse.ArgumentParser) -> None:
+    """The output format."""
     p.add_argument(
         "-o",
         "--output",
@@ -154,8 +177,6 @@ def add_crashtest_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="table",
         help=f"output format: {'|'.join(output.FORMATS)} (default table)",
     )
-    p.set_defaults(func=run_crashtest)
-    return p
 
 
 def _fail(message: str, code: int) -> int:
@@ -175,6 +196,11 @@ def run_crashtest(args: argparse.Namespace) -> int:
         else:
             output.emit(output.table(["CRASH POINT", "WHERE"], list(points.items())))
         return EXIT_OK
+    workdir = getattr(args, "workdir", None)
+    if workdir is not None and not os.path.isdir(workdir):
+        # Checked here: mkdtemp would report the run's subdirectory instead.
+        why = "not a directory" if os.path.exists(workdir) else "no such directory"
+        return _fail(f"--workdir {workdir}: {why}", EXIT_USAGE)
     model = getattr(args, "model", "points")
     if model == "reorder":
         return _run_reorder(args, fmt)

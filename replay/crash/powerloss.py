@@ -45,7 +45,7 @@ import random
 
 import attrs
 
-from replay.crash import mounts
+from replay.crash import cleanup
 
 TAIL_CUT = "cut"
 SECTOR = 512
@@ -142,6 +142,6 @@ def simulate(
                 actions.append(f"lost snapshot {name} (written after the last ack)")
     if netns_dir is not None and os.path.isdir(netns_dir):
         files = len(os.listdir(netns_dir))
-        gone = mounts.clear(netns_dir)
+        gone = cleanup.clear(netns_dir)
         actions.append(f"reboot: {len(gone)} namespace mount(s) and {files} file(s) gone")
     return actions

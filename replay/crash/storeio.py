@@ -15,9 +15,9 @@ import os
 from typing import Any
 
 from eventlog import read as read_log
-from replay.crash import mounts
 from replay.crash import workload as wl
 from replay.crash.faults import SyncRecorder
+from sandbox import mounts
 from sandbox.config import PodSandboxConfig, PodSandboxMetadata
 from sandbox.metadata import Metadata
 from sandbox.sandbox import Sandbox
@@ -149,7 +149,7 @@ def execute(store: Store, op: wl.Op, netns_dir: str) -> Any:
             found = store.get(sid)
             path = found.netns.get_path() if found is not None and found.netns is not None else ""
             real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-            for m in mounts.nsfs_mounts_under(netns_dir):
+            for m in mounts.mounts_under(netns_dir, fstype="nsfs"):
                 if path and m.mount_point == real:
                     mounts.umount_detach(m.mount_point)
                     done.append(path)

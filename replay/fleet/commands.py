@@ -25,6 +25,7 @@ from eventlog.errors import CorruptLogError, EventLogError
 from replay import output
 from replay.argtypes import key_from_args as _key
 from replay.errors import InvalidInputError, StateDirMissingError
+from replay.fleet.config import SHIP_HELP
 from replay.fleet.errors import (
     DivergedError,
     FleetConnectionError,
@@ -46,6 +47,7 @@ from replay.fleet.ship import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     ShipConfig,
+    ShipStats,
     hostname_node,
     ship,
 )
@@ -73,6 +75,14 @@ different history for NODE (wrong --node, or a replaced log)
 
 def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
     """The ship options (for ``sandboxctl ship`` and ``python -m replay.fleet.ship``)."""
+    _add_target_options(parser)
+    _add_connection_options(parser)
+    _add_stream_options(parser)
+    _add_run_options(parser)
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Where to ship: the server, stream, node id and the log's key."""
     parser.add_argument(
         "--nats",
         default=argparse.SUPPRESS,
@@ -97,6 +107,10 @@ def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the chain key of a keyed log (raw bytes)",
     )
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """The connection: credentials, flow control, timeouts and reconnects."""
     parser.add_argument("--creds", default=None, metavar="FILE", help="NATS credentials file")
     parser.add_argument(
         "--window",
@@ -125,6 +139,10 @@ def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="exit 3 after this long without a working connection (default 3600)",
     )
+
+
+def _add_stream_options(parser: argparse.ArgumentParser) -> None:
+    """The stream ship creates when it is missing."""
     parser.add_argument(
         "--duplicate-window",
         type=float,
@@ -138,6 +156,10 @@ def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="replicas of the stream when ship creates it (3 on a cluster)",
     )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """How ship runs and reports: polling, --once, metrics, output."""
     parser.add_argument(
         "--poll-interval",
         type=float,
@@ -149,6 +171,13 @@ def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
         "--once",
         action="store_true",
         help="ship what the log holds now, wait for the acks, exit",
+    )
+    parser.add_argument(
+        "--metrics-addr",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (lag, acks) on http://HOST:PORT/metrics "
+        "(needs the metrics extra; docs/METRICS.md)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
     parser.add_argument(
@@ -170,7 +199,7 @@ def add_ship_parser(subparsers: Any) -> None:
     """
     parser = subparsers.add_parser(
         "ship",
-        help="ship this node's event log to NATS JetStream",
+        help=SHIP_HELP,
         description=SHIP_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -182,6 +211,22 @@ def add_ship_parser(subparsers: Any) -> None:
     )
     add_ship_arguments(parser)
     parser.set_defaults(func=run_ship)
+
+
+def ship_main(argv: list[str] | None = None) -> int:
+    """``python -m replay.fleet.ship``: the shipper without the rest of the CLI."""
+    parser = argparse.ArgumentParser(
+        prog="python -m replay.fleet.ship",
+        description="Ship a node's sandbox event log to a NATS JetStream stream.",
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=argparse.SUPPRESS,
+        help="the node's state dir (default: $SANDBOXCTL_STATE_DIR)",
+    )
+    add_ship_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_ship(args)
 
 
 def _state_dir(args: argparse.Namespace) -> str | None:
@@ -230,8 +275,19 @@ def run_ship(args: argparse.Namespace) -> int:
         return _fail(exc, EXIT_USAGE)
     if not getattr(args, "quiet", False):
         _log_to_stderr()
+    stats = ShipStats(node=cfg.node, subject=cfg.subject)
+    metrics_addr = getattr(args, "metrics_addr", None)
+    if metrics_addr:
+        try:
+            _serve_metrics(metrics_addr, cfg, stats)
+        except ImportError as exc:
+            return _fail(f"--metrics-addr needs prometheus-client (the metrics extra): {exc}", 1)
+        except ValueError as exc:
+            return _fail(exc, EXIT_USAGE)
+        except OSError as exc:
+            return _fail(f"--metrics-addr {metrics_addr}: {exc}", EXIT_USAGE)
     try:
-        stats = ship(cfg)
+        stats = ship(cfg, stats=stats)
     except CorruptLogError as exc:
         return _fail(exc, EXIT_CORRUPT)
     except (FleetError, EventLogError) as exc:
@@ -245,7 +301,23 @@ def run_ship(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _fail(exc: BaseException, code: int) -> int:
+def _serve_metrics(addr: str, cfg: ShipConfig, stats: ShipStats) -> None:
+    """Start the metrics endpoint (a daemon thread) before shipping begins.
+
+    Imported here: only a ship asked for metrics loads prometheus_client.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from replay.fleet.metrics import ShipMetrics
+    from sandbox.metrics import serve_metrics
+
+    registry = CollectorRegistry()
+    ShipMetrics(registry, cfg, stats)
+    host, port, _server = serve_metrics(addr, registry)
+    print(f"sandboxctl ship: metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
+
+
+def _fail(exc: BaseException | str, code: int) -> int:
     print(f"sandboxctl: error: ship: {exc}", file=sys.stderr)
     return code
 

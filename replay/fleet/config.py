@@ -24,9 +24,14 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "SHIP_HELP",
     "ShipConfig",
     "ShipStats",
 ]
+
+#: ``ship``'s line in ``sandboxctl``'s command list (the CLI shows it before,
+#: or instead of, building the parser: ``replay.cli.tools``).
+SHIP_HELP = "ship this node's event log to NATS JetStream"
 
 #: Exit codes of ``run_ship`` / ``python -m replay.fleet.ship`` and the fleet
 #: readers; 0-9 mean what they mean for every sandboxctl command.
@@ -104,6 +109,8 @@ class ShipStats:
     failures: int = 0
     resumed_from: int = 0
     last_acked_seq: int = 0
+    #: The time_ns of record ``last_acked_seq`` (its writer's clock), 0 before any.
+    last_acked_time_ns: int = 0
     syncs: int = 0
     last_error: str = ""
 

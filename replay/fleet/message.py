@@ -40,6 +40,13 @@ MESSAGE_VERSIONS = (1, 2)
 #: Default JetStream stream name; subjects are ``<stream>.<node>``.
 DEFAULT_STREAM = "SANDBOXLOG"
 
+#: ``--node`` value that means every node on the stream (never a valid node id).
+ALL_NODES = "*"
+
+#: URL schemes nats-py connects with: a ``replay.load`` source with one of
+#: these is NATS servers, anything else a state dir.
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
 #: The header JetStream de-duplicates on.
 MSG_ID_HEADER = "Nats-Msg-Id"
 

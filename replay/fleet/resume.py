@@ -10,10 +10,7 @@ the log; the publishing itself is ``replay.fleet.ship``'s.
 from __future__ import annotations
 
 import logging
-
-import nats.js.errors
-from nats.js import api
-from nats.js.client import JetStreamContext
+from typing import TYPE_CHECKING
 
 import eventlog
 from eventlog.format import ZERO_DIGEST
@@ -23,6 +20,9 @@ from replay.fleet.feeder import has_log
 from replay.fleet.message import MessageFormatError, decode
 from replay.fleet.source import subject_messages
 
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+
 __all__ = ["check_local", "check_unacked", "ensure_stream", "stream_tail"]
 
 log = logging.getLogger("replay.fleet.ship")
@@ -30,6 +30,9 @@ log = logging.getLogger("replay.fleet.ship")
 
 async def ensure_stream(js: JetStreamContext, cfg: ShipConfig) -> None:
     """The stream exists and takes ``<stream>.<node>`` (created when missing)."""
+    import nats.js.errors  # the client: only once connected (ship.py)
+    from nats.js import api
+
     want = f"{cfg.stream}.*"
     for _ in range(2):  # a racing shipper may create it between our two calls
         try:
@@ -61,6 +64,8 @@ async def ensure_stream(js: JetStreamContext, cfg: ShipConfig) -> None:
 
 async def stream_tail(js: JetStreamContext, cfg: ShipConfig) -> tuple[int, bytes, int]:
     """(last record seq, its digest, its stream seq) the stream holds for this node."""
+    import nats.js.errors
+
     try:
         msg = await js.get_last_msg(cfg.stream, cfg.subject)
     except nats.js.errors.NotFoundError:

@@ -43,11 +43,14 @@ Why it works the way it does - the guarantees, and what gives them:
 
 The digest of every record travels with it, with the bytes it covers, so the
 chain can be re-verified on the far side (``replay.fleet.chain``).
+
+The NATS client is imported by the methods that use it, not at module level,
+so that the CLI can build ``ship``'s parser without loading it (see
+``replay.fleet.source``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -56,13 +59,7 @@ import signal
 import sys
 import time
 from collections import deque
-from typing import Any
-
-import nats.errors
-import nats.js.errors
-from nats.aio.client import Client as NATS
-from nats.js import api
-from nats.js.client import JetStreamContext
+from typing import TYPE_CHECKING, Any
 
 from eventlog.errors import EventLogError
 from replay.fleet.config import (
@@ -86,7 +83,13 @@ from replay.fleet.errors import (
 from replay.fleet.feeder import Feeder
 from replay.fleet.message import MessageFormatError, encode
 from replay.fleet.resume import check_local, check_unacked, ensure_stream, stream_tail
+from replay.fleet.shipped import ShippedRecorder
 from replay.fleet.source import connect
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+    from nats.js import api
+    from nats.js.client import JetStreamContext
 
 __all__ = [
     "EXIT_CORRUPT",
@@ -102,7 +105,6 @@ __all__ = [
     "ShipStats",
     "Shipper",
     "hostname_node",
-    "main",
     "ship",
     "ship_async",
 ]
@@ -122,14 +124,18 @@ class _SessionFailed(Exception):
 class Shipper:
     """Ships one node's log; ``await run()`` until stopped, finished (``once``) or fatal."""
 
-    def __init__(self, cfg: ShipConfig) -> None:
+    def __init__(self, cfg: ShipConfig, stats: ShipStats | None = None) -> None:
         self.cfg = cfg
-        self.stats = ShipStats(node=cfg.node, subject=cfg.subject)
+        #: Live counters; pass one in to read them while shipping (``--metrics-addr``).
+        self.stats = stats if stats is not None else ShipStats(node=cfg.node, subject=cfg.subject)
         #: Record seq and stream seq of the last ack consumed in order.
         self._acked_seq = 0
         self._acked_sseq = 0
         self._stop: asyncio.Event | None = None
         self._done = False
+        #: ``SHIPPED`` in the state dir: what compaction may drop (replay.fleet.shipped).
+        self._shipped = ShippedRecorder(cfg.state_dir)
+        self._digests: dict[int, bytes] = {}
 
     def request_stop(self) -> None:
         """Ask the shipper to stop after the acks in flight (signal handlers call this)."""
@@ -149,6 +155,15 @@ class Shipper:
         """
         self._stop = asyncio.Event()
         self._done = False
+        try:
+            return await self._run()
+        finally:
+            self._shipped.flush()
+
+    async def _run(self) -> ShipStats:
+        import nats.errors  # loaded when the shipper runs (module docstring)
+
+        assert self._stop is not None
         attempt = 0
         last_warned = 0.0
         failing_since: float | None = None
@@ -230,6 +245,8 @@ class Shipper:
             self.stats.resumed_from = last_seq
             self.stats.last_acked_seq = last_seq
             self._acked_seq, self._acked_sseq = last_seq, last_sseq
+            self._digests.clear()
+            self._shipped.acked(last_seq, last_digest)
             log.info("ship %s: stream holds up to seq %d; resuming", self.cfg.subject, last_seq)
             await self._session(nc, js, lost, last_seq, last_digest, last_sseq)
         finally:
@@ -245,10 +262,12 @@ class Shipper:
         last_digest: bytes,
         last_sseq: int,
     ) -> None:
+        import nats.errors
+
         loop = asyncio.get_running_loop()
         feeder = Feeder(self.cfg, last_seq + 1, last_digest, loop, maxsize=self.cfg.window)
         feeder.start()
-        inflight: deque[tuple[int, asyncio.Future[api.PubAck]]] = deque()
+        inflight: deque[tuple[int, int, asyncio.Future[api.PubAck]]] = deque()
         subject = self.cfg.subject
         max_payload = nc.max_payload
         first = True
@@ -265,6 +284,7 @@ class Shipper:
                 if rec is None:
                     await self._drain(inflight, lost)
                     continue
+                self._digests[rec.seq] = rec.digest
                 body, headers = encode(rec)
                 if len(body) + 256 > max_payload:
                     raise ShipFatalError(
@@ -280,7 +300,7 @@ class Shipper:
                     except (nats.errors.TimeoutError, TimeoutError) as exc:
                         raise _SessionFailed(f"ack of seq {rec.seq} timed out") from exc
                     self.stats.published += 1
-                    self._acked(rec.seq, ack)
+                    self._acked(rec.seq, rec.time_ns, ack)
                     first = False
                     continue
                 while len(inflight) >= self.cfg.window:
@@ -288,37 +308,39 @@ class Shipper:
                 self._reap(inflight)
                 fut = await js.publish_async(subject, body, headers=headers)
                 self.stats.published += 1
-                inflight.append((rec.seq, fut))
+                inflight.append((rec.seq, rec.time_ns, fut))
             # Stop requested: let what is in flight be acknowledged (bounded).
             with contextlib.suppress(_SessionFailed, nats.errors.Error, TimeoutError):
                 await self._drain(inflight, lost)
         finally:
             feeder.close()
             self.stats.syncs += feeder.files.syncs
-            for _, fut in inflight:
+            for _, _, fut in inflight:
                 fut.cancel()
 
-    def _acked(self, seq: int, ack: api.PubAck) -> None:
+    def _acked(self, seq: int, time_ns: int, ack: api.PubAck) -> None:
         self.stats.acked += 1
         if ack.duplicate:
             self.stats.duplicates += 1
+        self.stats.last_acked_time_ns = time_ns
         self.stats.last_acked_seq = seq
         self._acked_seq = seq
         self._acked_sseq = ack.seq
+        self._shipped.acked(seq, self._digests.pop(seq, None))
 
-    def _reap(self, inflight: deque[tuple[int, asyncio.Future[api.PubAck]]]) -> None:
+    def _reap(self, inflight: deque[tuple[int, int, asyncio.Future[api.PubAck]]]) -> None:
         """Consume the acks already in, oldest first, stopping at the first not yet in."""
-        while inflight and inflight[0][1].done():
-            seq, fut = inflight.popleft()
+        while inflight and inflight[0][2].done():
+            seq, time_ns, fut = inflight.popleft()
             exc = fut.exception() if not fut.cancelled() else _SessionFailed("cancelled")
             if exc is not None:
                 raise _SessionFailed(f"publish of seq {seq} failed: {exc}") from exc
-            self._acked(seq, fut.result())
+            self._acked(seq, time_ns, fut.result())
 
     async def _await_oldest(
-        self, inflight: deque[tuple[int, asyncio.Future[api.PubAck]]], lost: asyncio.Event
+        self, inflight: deque[tuple[int, int, asyncio.Future[api.PubAck]]], lost: asyncio.Event
     ) -> None:
-        seq, fut = inflight[0]
+        seq, _, fut = inflight[0]
         lost_wait = asyncio.ensure_future(lost.wait())
         waiters: set[asyncio.Future[Any]] = {fut, lost_wait}
         try:
@@ -335,7 +357,7 @@ class Shipper:
         self._reap(inflight)
 
     async def _drain(
-        self, inflight: deque[tuple[int, asyncio.Future[api.PubAck]]], lost: asyncio.Event
+        self, inflight: deque[tuple[int, int, asyncio.Future[api.PubAck]]], lost: asyncio.Event
     ) -> None:
         while inflight:
             await self._await_oldest(inflight, lost)
@@ -350,9 +372,12 @@ def hostname_node() -> str:
     return default_node_id(socket.gethostname())
 
 
-async def ship_async(cfg: ShipConfig, *, handle_signals: bool = True) -> ShipStats:
-    """Run a shipper, stopping on SIGINT/SIGTERM when ``handle_signals``."""
-    shipper = Shipper(cfg)
+async def ship_async(
+    cfg: ShipConfig, *, handle_signals: bool = True, stats: ShipStats | None = None
+) -> ShipStats:
+    """Run a shipper, stopping on SIGINT/SIGTERM when ``handle_signals``; ``stats``:
+    the counters to fill in (read them meanwhile from another thread)."""
+    shipper = Shipper(cfg, stats)
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     if handle_signals:
@@ -367,28 +392,15 @@ async def ship_async(cfg: ShipConfig, *, handle_signals: bool = True) -> ShipSta
             loop.remove_signal_handler(sig)
 
 
-def ship(cfg: ShipConfig) -> ShipStats:
+def ship(cfg: ShipConfig, *, stats: ShipStats | None = None) -> ShipStats:
     """Synchronous entry point (the CLI)."""
-    return asyncio.run(ship_async(cfg))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m replay.fleet.ship``: the shipper without the rest of the CLI."""
-    from replay.fleet.commands import add_ship_arguments, run_ship
-
-    parser = argparse.ArgumentParser(
-        prog="python -m replay.fleet.ship",
-        description="Ship a node's sandbox event log to a NATS JetStream stream.",
-    )
-    parser.add_argument(
-        "--state-dir",
-        default=argparse.SUPPRESS,
-        help="the node's state dir (default: $SANDBOXCTL_STATE_DIR)",
-    )
-    add_ship_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_ship(args)
+    return asyncio.run(ship_async(cfg, stats=stats))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m replay.fleet.ship``: the shipper without the rest of the CLI.
+    # Run as a script this file is ``__main__``; the commands module imports
+    # ``replay.fleet.ship`` itself, so this is no import circle.
+    from replay.fleet.commands import ship_main
+
+    sys.exit(ship_main())

@@ -16,6 +16,10 @@ own if the reader died.
 ``--node '*'`` reads every node and merges them by record time (ties broken
 by node id, then seq); each node's own order is always kept, whatever the
 clocks say.
+
+The NATS client (nats-py, with ssl) is imported inside the functions that
+talk to a server, never at module level: importing the fleet's constants and
+parsers (the CLI does, for every command) must not load it.
 """
 
 from __future__ import annotations
@@ -26,15 +30,9 @@ import heapq
 import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import nats
-import nats.errors
-import nats.js.errors
-from nats.aio.client import Client as NATS
-from nats.js import api
-from nats.js.client import JetStreamContext
 
 from replay.fleet.errors import (
     FleetConnectionError,
@@ -44,6 +42,7 @@ from replay.fleet.errors import (
     StreamNotFoundError,
 )
 from replay.fleet.message import (
+    ALL_NODES,
     DEFAULT_STREAM,
     MessageFormatError,
     ShippedRecord,
@@ -53,10 +52,11 @@ from replay.fleet.message import (
     node_of_subject,
 )
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+    from nats.js.client import JetStreamContext
 
-#: ``--node`` value that means every node on the stream.
-ALL_NODES = "*"
+T = TypeVar("T")
 
 #: Messages asked for per pull request.
 FETCH_BATCH = 512
@@ -117,6 +117,9 @@ async def connect(
     reconnects itself and resumes from what the stream acknowledges, and a
     reader simply fails.
     """
+    import nats  # loaded with the first connection (see the module docstring)
+    import nats.errors
+
     servers = split_servers(nats_url)
 
     seen: list[Exception] = []
@@ -157,6 +160,8 @@ async def connect(
 
 async def list_nodes(js: JetStreamContext, stream: str) -> list[str]:
     """The node ids that have records on ``stream``, sorted."""
+    import nats.js.errors
+
     try:
         info = await js.stream_info(stream, subjects_filter=f"{stream}.*")
     except nats.js.errors.NotFoundError:
@@ -176,6 +181,10 @@ async def subject_messages(
 
     ``start_seq``: only messages at or after this stream sequence.
     """
+    import nats.errors
+    import nats.js.errors
+    from nats.js import api
+
     config = api.ConsumerConfig(
         ack_policy=api.AckPolicy.NONE,
         deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if start_seq else api.DeliverPolicy.ALL,
@@ -284,6 +293,8 @@ async def _merged_by_time(
 async def _records(
     nats_url: str, stream: str, node: str, creds: str | None
 ) -> AsyncIterator[ShippedRecord]:
+    import nats.errors
+
     nc = await connect(nats_url, creds=creds)
     try:
         js = nc.jetstream()
@@ -306,6 +317,8 @@ async def _records(
 async def _raw(
     nats_url: str, stream: str, node: str, creds: str | None
 ) -> AsyncIterator[StreamMessage]:
+    import nats.errors
+
     nc = await connect(nats_url, creds=creds)
     try:
         js = nc.jetstream()
@@ -419,6 +432,8 @@ def fleet_nodes(
     check_stream(stream)
 
     async def go() -> list[str]:
+        import nats.errors
+
         nc = await connect(nats_url, creds=creds)
         try:
             return await list_nodes(nc.jetstream(), stream)

@@ -18,18 +18,22 @@ from collections.abc import Iterable
 
 from replay.errors import PointOutOfRangeError
 from replay.fleet.errors import FleetDataError
-from replay.fleet.message import DEFAULT_STREAM, ShippedRecord, check_node
-from replay.fleet.source import ALL_NODES, fleet_nodes, fleet_records
+from replay.fleet.message import ALL_NODES, DEFAULT_STREAM, NATS_SCHEMES, ShippedRecord, check_node
+from replay.fleet.source import fleet_nodes, fleet_records
 from replay.timespec import TimeLike, to_ns
 from replay.view import StoreView
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
 
-__all__ = ["fold_records", "is_nats_source", "load_fleet", "load_fleet_all", "source_name"]
-
-#: URL schemes nats-py connects with; a ``replay.load`` source with one of
-#: these is a NATS server, anything else a state dir.
-NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+__all__ = [
+    "NATS_SCHEMES",
+    "fold_records",
+    "is_nats_source",
+    "load_fleet",
+    "load_fleet_all",
+    "load_source",
+    "source_name",
+]
 
 
 def is_nats_source(source: object) -> bool:
@@ -132,6 +136,21 @@ def load_fleet(
         close = getattr(records, "close", None)
         if close is not None:
             close()
+
+
+def load_source(
+    source: str,
+    upto_seq: int | None,
+    at: TimeLike | None,
+    *,
+    netns_dir: str,
+    node: str | None,
+    stream: str | None,
+) -> StoreView:
+    """``replay.load(URL, ..., node=, stream=)`` for NATS URLs (``replay.view.SourceLoader``)."""
+    if node is None:
+        raise ValueError("a NATS source needs node=: a state is one node's")
+    return load_fleet(source, stream or DEFAULT_STREAM, node, upto_seq, at, netns_dir=netns_dir)
 
 
 def load_fleet_all(

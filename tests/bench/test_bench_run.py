@@ -63,6 +63,7 @@ def test_parser_rejects_unknown_group(capsys: pytest.CaptureFixture[str]) -> Non
     assert "unknown group" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run_bench_tiny_produces_every_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

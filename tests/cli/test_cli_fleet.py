@@ -20,6 +20,7 @@ import pytest
 from support import NO_TRACEBACK, REPO, fails, ok, sandbox, sandboxctl
 
 from replay import cli
+from replay.fleet.config import SHIP_HELP
 from replay.fleet.natsserver import LocalNatsServer, free_port
 from sandbox import State, Store
 
@@ -53,8 +54,9 @@ def fleet(nats_server: LocalNatsServer, tmp_path: Path) -> dict[str, Path]:
     make_node(dirs["n2"], netns_dir, "n2", 2)
     s1 = ship_once(nats_server.url, dirs["n1"], "n1", globals_first=True)
     s2 = ship_once(nats_server.url, dirs["n2"], "n2", globals_first=False)
-    assert (s1["node"], s1["acked"], s1["stream"]) == ("n1", 5, cli.DEFAULT_STREAM)
-    assert (s2["node"], s2["acked"]) == ("n2", 4)
+    # Each log: NetNSDirRecorded, the adds, a stop, a delete.
+    assert (s1["node"], s1["acked"], s1["stream"]) == ("n1", 6, cli.DEFAULT_STREAM)
+    assert (s2["node"], s2["acked"]) == ("n2", 5)
     return dirs
 
 
@@ -73,8 +75,8 @@ def test_a_shipped_node_reads_back_as_its_state_dir(
         assert ok(sandboxctl(*remote, "inspect", pod[:8])) == ok(
             sandboxctl(*local, "inspect", pod[:8])
         )
-        assert ok(sandboxctl(*remote, "history", "--upto", "2", "-o", "json")) == ok(
-            sandboxctl(*local, "history", "--upto", "2", "-o", "json")
+        assert ok(sandboxctl(*remote, "history", "--upto", "3", "-o", "json")) == ok(
+            sandboxctl(*local, "history", "--upto", "3", "-o", "json")
         )
         # One node's trail: the local table exactly (no NODE column); JSON adds "node".
         assert ok(sandboxctl(*remote, "audit")) == ok(sandboxctl(*local, "audit"))
@@ -96,7 +98,7 @@ def test_the_fleet_trail_and_verify_of_every_node(
     table = ok(sandboxctl("--nats", url, "--node", "*", "audit")).splitlines()
     assert table[0].split()[:3] == ["NODE", "SEQ", "TIME"]
     assert {line.split()[0] for line in table[1:]} == {"n1", "n2"}
-    assert len(table) == 1 + 5 + 4
+    assert len(table) == 1 + 6 + 5
     # Without --node the trail is the fleet's too.
     assert ok(sandboxctl("--nats", url, "audit")).splitlines() == table
 
@@ -195,7 +197,7 @@ def test_replay_load_reads_a_nats_source(
     assert remote.state_dir == f"nats:{cli.DEFAULT_STREAM}.n2"
     assert (remote.seq, remote.head, remote.time_ns) == (local.seq, local.head, local.time_ns)
     assert remote.list() == local.list()
-    assert replay.load(nats_server.url, 2, node="n2").list() == replay.load(fleet["n2"], 2).list()
+    assert replay.load(nats_server.url, 3, node="n2").list() == replay.load(fleet["n2"], 3).list()
     with pytest.raises(ValueError, match="node="):
         replay.load(nats_server.url)
     assert replay.load_fleet_all(nats_server.url).keys() == {"n1", "n2"}
@@ -205,21 +207,21 @@ def test_replay_load_reads_a_nats_source(
 # -- no NATS needed ---------------------------------------------------------------------------
 
 
-def test_the_cli_constants_are_the_fleets() -> None:
-    from replay.fleet import ship
-    from replay.fleet.message import DEFAULT_STREAM
-    from replay.fleet.source import ALL_NODES
-
-    assert (cli.EXIT_UNREACHABLE, cli.EXIT_DIVERGED) == (ship.EXIT_UNREACHABLE, ship.EXIT_DIVERGED)
-    assert (cli.DEFAULT_STREAM, cli.ALL_NODES) == (DEFAULT_STREAM, ALL_NODES)
-    # ship's line in the command list is the same before and after its parser is built.
+def test_help_is_the_same_before_and_after_the_tool_parsers_are_built() -> None:
+    """ship's and bench's lines in the command list do not depend on building their parsers."""
     lazy = cli.build_parser(lazy=True).format_help()
     eager = cli.build_parser().format_help()
-    assert lazy == eager and f"ship           {cli.SHIP_HELP}" in eager
+    # The column width follows the longest global option (--lock-timeout SECONDS).
+    assert lazy == eager and re.search(rf"^    ship +{re.escape(SHIP_HELP)}$", eager, re.M)
 
 
 def test_local_commands_do_not_import_the_nats_client(tmp_path: Path) -> None:
-    """Start-up of every local command stays free of nats (asyncio, ssl); ship loads it."""
+    """Start-up of every local command stays free of nats (and asyncio); ship loads them.
+
+    The CLI imports the fleet's constants and ship's help line directly
+    (replay.fleet.message, replay.fleet.config): those must not bring the
+    client in.
+    """
     state_dir = tmp_path / "s"
     with Store.open(state_dir, netns_dir=tmp_path / "netns", durability="none") as store:
         store.add(sandbox("web"))
@@ -227,7 +229,7 @@ def test_local_commands_do_not_import_the_nats_client(tmp_path: Path) -> None:
         "import sys\n"
         "from replay.cli import main\n"
         "assert main(sys.argv[1:]) == 0\n"
-        "print(sorted(m for m in sys.modules if m == 'nats' or m.startswith('replay.fleet')))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('nats', 'asyncio')))\n"
     )
 
     def loaded(*argv: str) -> str:
@@ -241,7 +243,7 @@ def test_local_commands_do_not_import_the_nats_client(tmp_path: Path) -> None:
         assert loaded("--state-dir", str(state_dir), *argv) == "[]", argv
 
     # --help exits inside argparse: ask the interpreter what it imported.
-    def imports_nats(*argv: str) -> bool:
+    def imported(*argv: str) -> set[str]:
         cp = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "replay", *argv],
             capture_output=True,
@@ -249,7 +251,9 @@ def test_local_commands_do_not_import_the_nats_client(tmp_path: Path) -> None:
             cwd=REPO,
         )
         assert cp.returncode == 0 and "--" in cp.stdout, cp.stderr[-2000:]
-        return re.search(r"^import time: .*\|\s+nats$", cp.stderr, re.M) is not None
+        return set(re.findall(r"^import time: .*\|\s+(\S+)$", cp.stderr, re.M))
 
-    assert not imports_nats("--help")
-    assert imports_nats("ship", "--help")
+    assert not {"nats", "asyncio"} & imported("--help")
+    # ship's parser (and the shipper, asyncio) loads with ship; NATS only once it connects.
+    ship_help = imported("ship", "--help")
+    assert "asyncio" in ship_help and "nats" not in ship_help

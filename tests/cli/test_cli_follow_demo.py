@@ -30,9 +30,9 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
 
 
 @contextlib.contextmanager
-def _follow_from_2(state_dir: Path, fmt: str) -> Iterator[subprocess.Popen[str]]:
-    """``sandboxctl follow --from 2 -o FMT`` as a child; killed if still running at the end."""
-    proc = _spawn("--state-dir", str(state_dir), "follow", "--from", "2", "-o", fmt)
+def _follow_from(state_dir: Path, fmt: str, seq: int) -> Iterator[subprocess.Popen[str]]:
+    """``sandboxctl follow --from SEQ -o FMT`` as a child; killed if still running at the end."""
+    proc = _spawn("--state-dir", str(state_dir), "follow", "--from", str(seq), "-o", fmt)
     try:
         yield proc
     finally:
@@ -77,9 +77,10 @@ def test_follow_prints_events_from_another_process_and_sigint_ends_it(
 ) -> None:
     with Store.open(state_dir, netns_dir=spare_netns_dir) as store:
         store.add(sandbox("existing"))
-    # --from 2: whether the follower has finished starting when the writer
-    # below appends or not, records 2 and 3 are what it must print.
-    with _follow_from_2(state_dir, fmt) as proc:
+    # Seq 1 records the netns dir, 2 adds "existing". --from 3: whether the follower
+    # has finished starting when the writer below appends or not, records 3 and 4
+    # are what it must print.
+    with _follow_from(state_dir, fmt, 3) as proc:
         if fmt == "table":
             assert len(_read_lines(proc, 1, 20)) == 1  # the header
         with Store.open(state_dir, netns_dir=spare_netns_dir, actor="writer") as store:
@@ -89,11 +90,11 @@ def test_follow_prints_events_from_another_process_and_sigint_ends_it(
         assert len(lines) == 2, lines
         if fmt == "jsonl":
             events = [json.loads(line) for line in lines]
-            assert [e["seq"] for e in events] == [2, 3]
+            assert [e["seq"] for e in events] == [3, 4]
             assert [e["type"] for e in events] == ["SandboxAdded", "SandboxDeleted"]
             assert events[0]["actor"] == "writer" and events[0]["sandbox_id"] == sb.id
         else:
-            assert lines[0].startswith("2 ") and "SandboxAdded" in lines[0]
+            assert lines[0].startswith("3 ") and "SandboxAdded" in lines[0]
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
@@ -104,7 +105,7 @@ def test_follow_from_a_past_seq_then_sigterm(state_dir: Path, spare_netns_dir: P
     with Store.open(state_dir, netns_dir=spare_netns_dir) as store:
         for i in range(3):
             store.add(sandbox(f"p{i}"))
-    with _follow_from_2(state_dir, "jsonl") as proc:
+    with _follow_from(state_dir, "jsonl", 2) as proc:
         lines = _read_lines(proc, 2, 20)
         assert [json.loads(line)["seq"] for line in lines] == [2, 3]
         proc.send_signal(signal.SIGTERM)

@@ -51,52 +51,52 @@ def test_repair_shows_then_cuts_a_corrupt_log(
     make_pods(g, tmp_path, ["queue"])
     assert ok(sandboxctl(*g, "repair")) == "log is clean: nothing to repair\n"
     original = (state_dir / SEGMENT).read_bytes()
-    offset = damage(state_dir, 2)
-    fails(sandboxctl(*g, "audit"), 6, "seq 2")
+    offset = damage(state_dir, 3)  # db's add (seq 1 records the netns dir, 2 adds web)
+    fails(sandboxctl(*g, "audit"), 6, "seq 3")
 
     before = files(state_dir)
     cp = sandboxctl(*g, "repair")
     assert cp.returncode == 6, (cp.stdout, cp.stderr)
-    assert cp.stdout.startswith(f"DAMAGED: {SEGMENT} at offset {offset} (seq 2): ")
+    assert cp.stdout.startswith(f"DAMAGED: {SEGMENT} at offset {offset} (seq 3): ")
     assert f"> {offset // 16 * 16:08x}  " in cp.stdout, "a hex dump, the damaged line marked"
     aside = len(original) - offset
-    assert f"--cut would keep seqs 1..1, set aside {aside} bytes in 1 file:" in cp.stdout
+    assert f"--cut would keep seqs 1..2, set aside {aside} bytes in 1 file:" in cp.stdout
     doc = json.loads(sandboxctl(*g, "repair", "-o", "json").stdout)
     assert doc["clean"] is False and doc["repaired"] is None
     assert (doc["damage"]["segment"], doc["damage"]["offset"], doc["damage"]["seq"]) == (
         SEGMENT,
         offset,
-        2,
+        3,
     )
-    assert doc["damage"]["cut_point"] == {"seq": 1, "segment": SEGMENT, "offset": offset}
+    assert doc["damage"]["cut_point"] == {"seq": 2, "segment": SEGMENT, "offset": offset}
     assert files(state_dir) == before, "repair without --cut changes nothing"
 
     out = ok(sandboxctl(*g, "repair", "--cut"))
-    assert f"REPAIRED: kept seqs 1..1; {aside} bytes set aside in 1 file: {SEGMENT}.broken" in out
+    assert f"REPAIRED: kept seqs 1..2; {aside} bytes set aside in 1 file: {SEGMENT}.broken" in out
     assert f"set aside: {Path(snap).name}.broken" in out, "the snapshot of the cut history"
-    assert "recorded as LogRepaired at seq 2" in out
+    assert "recorded as LogRepaired at seq 3" in out
     assert (state_dir / f"{SEGMENT}.broken").read_bytes() == before[SEGMENT][offset:]
     assert (state_dir / SEGMENT).read_bytes()[:offset] == original[:offset]
     assert (state_dir / f"{Path(snap).name}.broken").read_bytes() == before[Path(snap).name]
 
-    assert ok(sandboxctl(*g, "verify")).startswith("OK: 2 records (seq 1..2)")
+    assert ok(sandboxctl(*g, "verify")).startswith("OK: 3 records (seq 1..3)")
     trail = ok(sandboxctl(*g, "audit", "--type", "logrepaired"))
     assert re.search(
-        rf"^2 .* LogRepaired .* log repaired: cut at seq 1, {aside} bytes set aside "
+        rf"^3 .* LogRepaired .* log repaired: cut at seq 2, {aside} bytes set aside "
         r"\(record body crc mismatch",
         trail,
         re.M,
     ), trail
     (entry,) = [
         json.loads(line) for line in ok(sandboxctl(*g, "audit", "-o", "jsonl")).splitlines()
-    ][1:]
+    ][2:]
     assert entry["type"] == "LogRepaired" and entry["sandbox_id"] == ""
     assert entry["changes"]["log"]["broken_files"] == [f"{SEGMENT}.broken"]
-    assert entry["changes"]["log"]["damage_seq"] == 2
+    assert entry["changes"]["log"]["damage_seq"] == 3
     assert ok(sandboxctl(*g, "pods", "-q")) == ids[0] + "\n"
     assert ok(sandboxctl(*g, "repair")) == "log is clean: nothing to repair\n"
     make_pods(g, tmp_path, ["db"])  # the store opens and writes again; the name is free
-    assert ok(sandboxctl(*g, "verify")).startswith("OK: 3 records")
+    assert ok(sandboxctl(*g, "verify")).startswith("OK: 4 records")
 
 
 def test_repair_of_a_keyed_log_needs_its_key(

@@ -22,8 +22,8 @@ import attrs
 import pytest
 
 import eventlog
-from replay.crash import checks, harness, mounts, storeio
-from sandbox import netns
+from replay.crash import checks, cleanup, harness, storeio
+from sandbox import mounts, netns
 
 SEED = 1
 
@@ -55,7 +55,7 @@ def crashed(crash_dir: str, point: str = "append.before_write", hit: int = 30) -
         assert seen.returncode == -signal.SIGKILL and seen.acks
         yield Left(state_dir, netns_dir, seen)
     finally:
-        mounts.clear(base, remove_dir=True)
+        cleanup.clear(base, remove_dir=True)
 
 
 def _kinds(violations: list[checks.Violation]) -> set[str]:
@@ -110,7 +110,7 @@ def test_a_leaked_namespace_is_reported(crash_dir: str) -> None:
 def test_a_stacked_namespace_is_reported(crash_dir: str) -> None:
     """Two nsfs mounts on one path (a namespace hidden under another): check 3."""
     with crashed(crash_dir) as left:
-        live = [m.mount_point for m in mounts.nsfs_mounts_under(left.netns_dir)]
+        live = [m.mount_point for m in mounts.mounts_under(left.netns_dir, fstype="nsfs")]
         assert live, "seed 1 has live namespaces at op 30"
         subprocess.run(["mount", "--bind", live[0], live[0]], check=True)
         found = left.check()

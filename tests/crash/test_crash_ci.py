@@ -34,6 +34,7 @@ def _seed() -> int:
 
 
 @pytest.mark.crashtest_ci
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     ("runs", "power_loss"),

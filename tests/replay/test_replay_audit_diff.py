@@ -22,7 +22,8 @@ B = "bbbb1" + "0" * 59
 
 def _history(state_dir: Path, netns_dir: Path, *, with_netns: bool = False) -> None:
     with Store.open(state_dir, netns_dir=netns_dir, durability="none", actor="kubelet") as s:
-        s.add(sandbox("web", sid=A), create_netns=with_netns)  # 1 (+ 2, 3 with netns)
+        # seq 1: the netns dir, recorded by this first open
+        s.add(sandbox("web", sid=A), create_netns=with_netns)  # 2 (+ 3, 4 with netns)
         s.add(sandbox("db", sid=B))
         s.update_status(A, lambda old: attrs.evolve(old, pid=4711))
         s.update_status(A, lambda old: attrs.evolve(old, state=State.NOTREADY, exited_at=99))
@@ -36,18 +37,19 @@ def test_audit_entries_say_who_what_and_when(state_dir: Path, spare_netns_dir: P
     records = list(eventlog.read(state_dir))
     assert [e.seq for e in entries] == [r.seq for r in records]
     assert [e.time_ns for e in entries] == [r.time_ns for r in records]
-    first = entries[0]
+    assert (entries[0].type, entries[0].sandbox_id) == ("NetNSDirRecorded", "")
+    first = entries[1]
     assert (first.type, first.sandbox_id, first.actor) == ("SandboxAdded", A, "kubelet")
     assert (first.host, first.pid, first.uid) == (socket.gethostname(), os.getpid(), os.getuid())
     assert first.changes["state"] == {"from": None, "to": "READY"}
     assert first.name == "web_default_uid-web_0"
-    pid, stop = entries[2], entries[3]
+    pid, stop = entries[3], entries[4]
     assert pid.changes == {"pid": {"from": 0, "to": 4711}}
     assert "pid 0 -> 4711" in pid.summary
     assert stop.changes["state"] == {"from": "READY", "to": "NOTREADY"}
     assert stop.changes["exited_at"] == {"from": None, "to": 99}
     assert stop.summary.startswith("READY -> NOTREADY")
-    deleted = entries[4]
+    deleted = entries[5]
     assert deleted.type == "SandboxDeleted" and deleted.changes["state"]["from"] == "READY"
     assert deleted.name == "db_default_uid-db_0", "a deleted sandbox is still named"
     d = first.to_dict()
@@ -58,25 +60,25 @@ def test_audit_filters(state_dir: Path, spare_netns_dir: Path) -> None:
     _history(state_dir, spare_netns_dir)
     entries = replay.audit(state_dir)
     # A deleted sandbox's history, by a prefix.
-    assert [e.seq for e in replay.audit(state_dir, sandbox="bbbb")] == [2, 5]
-    assert [e.seq for e in replay.audit(state_dir, sandbox=A)] == [1, 3, 4]
+    assert [e.seq for e in replay.audit(state_dir, sandbox="bbbb")] == [3, 6]
+    assert [e.seq for e in replay.audit(state_dir, sandbox=A)] == [2, 4, 5]
     with pytest.raises(AmbiguousPrefixError):
         replay.audit(state_dir, sandbox="aaaa")
     with pytest.raises(NotFoundError):
         replay.audit(state_dir, sandbox="cccc")
     only = replay.audit(state_dir, types=["statusupdated"])
-    assert [e.seq for e in only] == [3, 4]
+    assert [e.seq for e in only] == [4, 5]
     assert [e.seq for e in replay.audit(state_dir, types=["SandboxAdded,SandboxDeleted"])] == [
-        1,
         2,
-        5,
+        3,
         6,
+        7,
     ]
     with pytest.raises(replay.InvalidInputError):
         replay.audit(state_dir, types=["Nope"])
-    t3 = entries[2].time_ns
-    assert [e.seq for e in replay.audit(state_dir, since=t3)] == [e.seq for e in entries[2:]]
-    assert [e.seq for e in replay.audit(state_dir, until=t3)] == [e.seq for e in entries[:3]]
+    t4 = entries[3].time_ns
+    assert [e.seq for e in replay.audit(state_dir, since=t4)] == [e.seq for e in entries[3:]]
+    assert [e.seq for e in replay.audit(state_dir, until=t4)] == [e.seq for e in entries[:4]]
     when = dt.datetime.fromtimestamp(entries[-1].time_ns / 1e9 + 1, tz=dt.UTC)
     assert replay.audit(state_dir, since=when) == []
 
@@ -97,7 +99,7 @@ def test_audit_of_namespace_events(state_dir: Path, netns_dir: Path) -> None:
 
 def test_diff_between_seqs_and_times(state_dir: Path, spare_netns_dir: Path) -> None:
     _history(state_dir, spare_netns_dir)
-    res = replay.diff(state_dir, 2, 6)
+    res = replay.diff(state_dir, 3, 7)
     assert [a["id"] for a in res.added] == [A2]
     assert [r["id"] for r in res.removed] == [B]
     assert len(res.changed) == 1
@@ -108,13 +110,13 @@ def test_diff_between_seqs_and_times(state_dir: Path, spare_netns_dir: Path) -> 
     assert change.changes["exited_at"] == {"from": None, "to": 99}
     assert set(change.changes) == {"state", "pid", "exited_at"}
     # Reversed: history undone.
-    back = replay.diff(state_dir, 6, 2)
+    back = replay.diff(state_dir, 7, 3)
     assert [a["id"] for a in back.added] == [B] and [r["id"] for r in back.removed] == [A2]
     # Times: each record's own time is a point at that record.
     times = {r.seq: r.time_ns for r in eventlog.read(state_dir)}
-    by_time = replay.diff(state_dir, replay.Point(at=times[2]), replay.Point(at=times[6]))
+    by_time = replay.diff(state_dir, replay.Point(at=times[3]), replay.Point(at=times[7]))
     assert by_time.to_dict()["added"] == res.to_dict()["added"]
-    assert (by_time.a.seq, by_time.b.seq) == (2, 6)
-    assert replay.diff(state_dir, 3, 3).empty
+    assert (by_time.a.seq, by_time.b.seq) == (3, 7)
+    assert replay.diff(state_dir, 4, 4).empty
     doc = res.to_dict()
-    assert doc["a"]["seq"] == 2 and doc["changed"][0]["id"] == A
+    assert doc["a"]["seq"] == 3 and doc["changed"][0]["id"] == A

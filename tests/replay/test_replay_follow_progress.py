@@ -49,7 +49,7 @@ def test_follow_sees_another_process_within_a_deadline(
         store.add(sandbox("before"))
     seen: list[tuple[int, int]] = []
     with replay.follow(state_dir, poll_interval=0.2) as follower:
-        assert follower.seq == 1 and len(follower.view) == 1
+        assert follower.seq == 2 and len(follower.view) == 1  # seq 1: the netns dir
         proc = _writer(state_dir, spare_netns_dir, 5)
         deadline = time.monotonic() + 20
         for record, view in follower:
@@ -58,7 +58,7 @@ def test_follow_sees_another_process_within_a_deadline(
             if len(view) == 6 or time.monotonic() > deadline:
                 break
         assert proc.wait(timeout=30) == 0
-    assert seen == [(2, 2), (3, 3), (4, 4), (5, 5), (6, 6)]
+    assert seen == [(3, 2), (4, 3), (5, 4), (6, 5), (7, 6)]
     assert replay.load(state_dir).projection == follower.view.projection
 
 
@@ -79,7 +79,7 @@ def test_follow_callbacks_on_a_thread_and_close(state_dir: Path, spare_netns_dir
     assert arrived.wait(20), got
     follower.close()
     assert proc.wait(timeout=30) == 0
-    assert got == [1, 2, 3] and follower.error is None
+    assert got == [1, 2, 3, 4] and follower.error is None  # 1: the netns dir record
 
 
 def test_follow_entries_describe_each_change(state_dir: Path, spare_netns_dir: Path) -> None:
@@ -88,10 +88,19 @@ def test_follow_entries_describe_each_change(state_dir: Path, spare_netns_dir: P
         store.delete(sb.id)
     with replay.follow(state_dir, from_seq=1) as follower:
         it = follower.entries()
+        recorded, _ = next(it)
         added, _ = next(it)
         deleted, view = next(it)
+    assert recorded.type == "NetNSDirRecorded"
     assert added.type == "SandboxAdded" and deleted.type == "SandboxDeleted"
     assert deleted.name == sb.name and len(view) == 0
+
+
+class Tty(io.StringIO):
+    """A stream that says it is a terminal (the real-terminal runs are in tests/cli)."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def test_progress_draws_only_on_a_terminal(state_dir: Path, spare_netns_dir: Path) -> None:
@@ -100,20 +109,44 @@ def test_progress_draws_only_on_a_terminal(state_dir: Path, spare_netns_dir: Pat
         bar.update(50)
     assert plain.getvalue() == "", "not a terminal: nothing at all"
 
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
     tty = Tty()
     with Progress(1024 * 1024, "reading", stream=tty) as bar:
         bar.update(512 * 1024)
     text = tty.getvalue()
-    assert "reading [" in text and " 50%" in text and "512.0 KiB/1.0 MiB" in text
-    assert text.endswith("\r\x1b[2K"), "the bar is erased at the end"
+    assert "reading " in text and " 50%" in text and "0.5/1.0 MiB" in text
+    assert "\x1b[" in text and "━" in text, "a coloured bar"
+    assert text.endswith("\x1b[2K"), "the bar is erased at the end"
     with Store.open(state_dir, netns_dir=spare_netns_dir, durability="none") as store:
         store.add(sandbox("one"))
     lp = LogProgress(state_dir, "x", stream=Tty())
     assert lp.total > 0 and lp.enabled
+
+
+def test_progress_units_spinner_and_literal_labels() -> None:
+    runs = Tty()
+    with Progress(10, "crashtest", stream=runs, unit="runs") as bar:
+        bar.update(3)
+    assert "3/10" in runs.getvalue() and "runs" in runs.getvalue()
+    unmeasured = Tty()
+    with Progress(0, "verifying [bold]x[/bold]", stream=unmeasured) as bar:
+        bar.update(0)
+    assert "verifying [bold]x[/bold]" in unmeasured.getvalue(), "a label is never markup"
+    never = Tty()
+    with Progress(10, "idle", stream=never):
+        pass
+    assert never.getvalue() == "", "no update, no bar"
+
+
+def test_a_run_off_a_terminal_never_imports_rich() -> None:
+    code = (
+        "import io, sys\n"
+        "from replay.progress import Progress\n"
+        "with Progress(10, 'x', stream=io.StringIO()) as bar:\n"
+        "    bar.update(5)\n"
+        "print('rich' in sys.modules)\n"
+    )
+    cp = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert cp.returncode == 0 and cp.stdout == "False\n", (cp.stdout, cp.stderr)
 
 
 def test_time_specs() -> None:

@@ -24,11 +24,11 @@ from sandbox import (
     Status,
     Store,
 )
-from sandbox.status import ALLOWED_TRANSITIONS
+from sandbox.rules import TRANSITIONS
 
 
 def _legal_next(state: State, rng: random.Random) -> State:
-    return rng.choice(sorted((to for frm, to in ALLOWED_TRANSITIONS if frm is state), key=str))
+    return rng.choice(sorted((to for frm, to in TRANSITIONS if frm is state), key=str))
 
 
 def run_workload(
@@ -39,6 +39,7 @@ def run_workload(
     rng = random.Random(seed)
     live: dict[int, dict[str, Any]] = {0: Projection().to_snapshot()}
     with Store.open(state_dir, netns_dir=netns_dir, durability="none", actor="tester") as store:
+        live[store.last_seq] = store.projection().to_snapshot()  # seq 1: the netns dir
         n = 0
         while store.last_seq < commands:
             ids = list(store)
@@ -123,7 +124,7 @@ def test_view_has_the_store_read_api(state_dir: Path, spare_netns_dir: Path) -> 
     with pytest.raises(InvalidIDError):
         view.get("")
     # Back in time the deleted one is there.
-    assert replay.load(state_dir, upto_seq=3)["bbbb"].name.startswith("gamma_")
+    assert replay.load(state_dir, upto_seq=4)["bbbb"].name.startswith("gamma_")
 
 
 def test_load_never_locks_or_writes_and_works_beside_a_writer(
@@ -156,9 +157,9 @@ def test_missing_state_dir_is_an_error_and_is_not_created(tmp_path: Path) -> Non
 
 def test_point_beyond_the_log_is_an_error(state_dir: Path, spare_netns_dir: Path) -> None:
     with Store.open(state_dir, netns_dir=spare_netns_dir, durability="none") as store:
-        store.add(sandbox("one"))
+        store.add(sandbox("one"))  # seq 2, after the netns dir record
     with pytest.raises(replay.PointOutOfRangeError):
-        replay.load(state_dir, upto_seq=2)
+        replay.load(state_dir, upto_seq=3)
     with pytest.raises(ValueError):
         replay.load(state_dir, upto_seq=1, at=0)
     empty = state_dir.parent / "empty"

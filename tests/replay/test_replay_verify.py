@@ -40,7 +40,7 @@ def test_a_healthy_log_verifies(state_dir: Path, spare_netns_dir: Path) -> None:
     head = make_log(state_dir, spare_netns_dir)
     res = replay.verify(state_dir)
     assert res.ok and res.problems == () and res.first is None
-    assert res.records == res.events_checked == res.last_seq == 8
+    assert res.records == res.events_checked == res.last_seq == 9  # + NetNSDirRecorded
     assert res.head == head
     assert replay.verify(state_dir, head=head).ok
     assert replay.verify(state_dir, head=bytes.fromhex(head)).ok
@@ -223,14 +223,15 @@ def test_snapshots_are_checked_against_the_log(state_dir: Path, spare_netns_dir:
     res = replay.verify(state_dir)
     assert res.ok and [c.ok for c in res.snapshots] == [True]
     # Same seq and digest, different state: a lie about the past.
-    lie = Projection()
-    lie.apply(1, _added(A, "liar"))
-    lie.apply(2, _added(B, "liar-2"))
+    lie = Projection(str(spare_netns_dir))
+    lie.apply(1, ev.NetNSDirRecorded("", ev.Env(), str(spare_netns_dir)))
+    lie.apply(2, _added(A, "liar"))
+    lie.apply(3, _added(B, "liar-2"))
     shutil.copy(path, str(path) + ".bak")
     Path(path).write_bytes(snap.encode(lie, head))
     res = replay.verify(state_dir)
     assert not res.ok and res.first is not None and res.first.kind == "snapshot"
-    assert res.first.seq == 2 and "differs from the replay" in res.first.reason
+    assert res.first.seq == 3 and "differs from the replay" in res.first.reason
     # A damaged file.
     Path(path).write_bytes(b"SBXSNAP\0 garbage")
     res = replay.verify(state_dir)
@@ -244,7 +245,7 @@ def test_a_torn_tail_is_not_a_problem(state_dir: Path, spare_netns_dir: Path) ->
         f.write(b"\x40\x00\x00\x00" + b"\x00" * 10)  # a record header cut short
     res = replay.verify(state_dir)
     assert res.ok and res.torn_tail > 0
-    assert replay.load(state_dir).seq == 8
+    assert replay.load(state_dir).seq == 9
 
 
 def test_a_corrupt_record_mid_log_stops_load_with_its_location(

@@ -136,6 +136,7 @@ def test_replay_equals_live_and_snapshot_plus_tail_for_every_prefix(
         try:
             live: dict[int, bytes] = {0: packed(Projection(netns_dir))}
             with Store.open(state_dir, netns_dir=netns_dir, durability="none") as store:
+                live[store.last_seq] = packed(store.projection())  # open records the netns dir
                 for cmd in commands:
                     seq = store.last_seq
                     try:
@@ -321,7 +322,7 @@ def test_open_uses_newest_snapshot_and_replays_only_the_tail(
     with Store.open(state_dir, netns_dir=netns_dir, durability="none") as again:
         assert again.load_result is not None
         assert again.load_result.snapshot == path
-        assert again.load_result.replayed == live.last_seq - 30
+        assert again.load_result.replayed == live.last_seq - 31  # NetNSDirRecorded + 30
         assert again.projection() == live
 
 

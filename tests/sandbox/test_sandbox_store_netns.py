@@ -40,7 +40,7 @@ def test_add_with_create_netns_then_delete(
         assert not sb.netns.closed() and is_live_netns(path)
         assert sb.metadata.netns_path == path
         kinds = [e["type"] for e in events(state_dir)]
-        assert kinds == ["SandboxAdded", "NetNSAssigned", "NetNSCreated"]
+        assert kinds == ["NetNSDirRecorded", "SandboxAdded", "NetNSAssigned", "NetNSCreated"]
         # Intent before effect, in one atomic batch with the add.
         assert events(state_dir, "NetNSAssigned")[0]["path"] == path
 
