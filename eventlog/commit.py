@@ -253,6 +253,15 @@ class GroupCommit:
         if timings is not None:
             keep(timings.fsync, _perf_counter() - began)
 
+    def _synced_all(self, began: float) -> None:
+        """Count an fdatasync (started at ``began``) of all that is written."""
+        self._timed_sync(began)
+        with self._mutex:
+            self._syncs += 1
+            self._synced = self._written
+            self._synced_offset = (self._seg_path, self._seg_size)
+            self._durable = self._last_seq
+
     # -- writing ---------------------------------------------------------------
 
     def _write_group(self, batches: list[list[bytes]]) -> list[int]:

@@ -45,15 +45,27 @@ from watchdog.observers.api import BaseObserver
 
 from eventlog.closing import Closing
 
-from .errors import CorruptLogError, EventLogError, HistoryNotLocalError
+from .errors import CorruptLogError, HistoryNotLocalError
 from .files import read_from
 from .format import DEFAULT_MAX_RECORD_BYTES, FORMAT_VERSION, SEGMENT_HEADER_SIZE, Record
 from .scanner import CLEAN, ScanState, check_segment_header, scan_records
-from .segments import SegmentFile, check_first_segment, list_segments, segment_file
+from .segments import (
+    SegmentFile,
+    list_segments,
+    open_segments,
+    segment_chain_key,
+    segment_file,
+)
 
 __all__ = ["Follower", "follow"]
 
 log = logging.getLogger("eventlog")
+
+#: What ``segment_chain_key`` says when following: the keyed flag changed; a key for an unkeyed log.
+_KEYED_MESSAGES = (
+    "keyed flag differs between segments",
+    "a key was given but the log is not keyed",
+)
 
 #: How often a follower with a ``stop`` event looks at it while idle.
 _STOP_CHECK = 0.05
@@ -97,10 +109,7 @@ class Follower(Closing):
         self._stop = stop
         self._poll_interval = poll_interval
         self._max = max_record_bytes
-        segments = list_segments(directory)
-        if not segments:
-            raise EventLogError(f"no event log in {directory} (no segment files)")
-        segments, history = check_first_segment(directory, segments)
+        segments, history = open_segments(directory)
         if history is not None and from_seq < history.first_seq:
             raise HistoryNotLocalError(directory, from_seq, history.first_seq, history.where())
         firsts = [s.first_seq for s in segments]
@@ -207,14 +216,7 @@ class Follower(Closing):
                     )
             if self._keyed is None:
                 self._keyed = header.keyed
-            elif self._keyed != header.keyed:
-                raise CorruptLogError(
-                    seg.path, 10, header.first_seq, "keyed flag differs between segments"
-                )
-            if not header.keyed and self._key is not None:
-                raise CorruptLogError(
-                    seg.path, 10, header.first_seq, "a key was given but the log is not keyed"
-                )
+            segment_chain_key(seg, header, self._keyed, self._key, _KEYED_MESSAGES)
             self._state = ScanState(SEGMENT_HEADER_SIZE, header.first_seq, header.prev_digest)
             self._version = header.version
             base = 0

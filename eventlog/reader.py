@@ -84,7 +84,13 @@ from .scanner import (
     check_segment_header,
     scan_records,
 )
-from .segments import SegmentFile, check_first_segment, list_segments
+from .segments import (
+    SegmentFile,
+    check_first_segment,
+    list_segments,
+    open_segments,
+    segment_chain_key,
+)
 
 __all__ = ["PositionMismatchError", "SegmentWalk", "end_position", "local_history", "read"]
 
@@ -97,6 +103,13 @@ class TornTail:
     offset: int
     size: int
     reason: str
+
+
+#: What ``segment_chain_key`` says when reading: the keyed flag changed; a key for an unkeyed log.
+_KEYED_MESSAGES = (
+    "keyed flag differs from the previous segment",
+    "a key was given but the log is not keyed (its chain is not a MAC)",
+)
 
 
 class SegmentWalk:
@@ -135,10 +148,8 @@ class SegmentWalk:
         self.from_seq = from_seq
         self.to_seq = to_seq
         self.max_record_bytes = max_record_bytes
-        self.segments: list[SegmentFile] = list_segments(directory)
-        if not self.segments:
-            raise EventLogError(f"no event log in {directory} (no segment files)")
-        self.segments, self.history = check_first_segment(directory, self.segments)
+        self.segments: list[SegmentFile]
+        self.segments, self.history = open_segments(directory)
         #: The first seq this directory holds (1 unless compacted).
         self.first_local_seq = 1 if self.history is None else self.history.first_seq
         if from_seq < self.first_local_seq and not whole_history:
@@ -215,22 +226,10 @@ class SegmentWalk:
         """The scanner's chain key for a segment (keyed flag checks included)."""
         if self.keyed is None:
             self.keyed = header.keyed
-        elif self.keyed != header.keyed:
-            raise CorruptLogError(
-                seg.path, 10, header.first_seq, "keyed flag differs from the previous segment"
-            )
-        if header.keyed:
-            if self.key is None:
-                self.chain_checked = False
-            return self.key
-        if self.key is not None:
-            raise CorruptLogError(
-                seg.path,
-                10,
-                header.first_seq,
-                "a key was given but the log is not keyed (its chain is not a MAC)",
-            )
-        return b""
+        chain_key = segment_chain_key(seg, header, self.keyed, self.key, _KEYED_MESSAGES)
+        if chain_key is None:
+            self.chain_checked = False
+        return chain_key
 
     def _scans_from_position(self, pos: Position) -> Iterator[Iterator[Record]]:
         """``_scans`` resumed at a checked position, or the checked fallback."""

@@ -55,17 +55,13 @@ class Rotation:
     _seg_records: int
     _last_seq: int
     _head: bytes
-    _written: int
-    _synced: int
     _synced_offset: tuple[str, int]
-    _durable: int
-    _syncs: int
     _rotations: int
 
     if TYPE_CHECKING:
         # Provided by EventLog (writer) and GroupCommit (commit).
         def _poisoned(self, exc: BaseException) -> LogPoisonedError: ...
-        def _timed_sync(self, began: float) -> None: ...
+        def _synced_all(self, began: float) -> None: ...
 
     def _rotate(self) -> None:
         """Start the next segment (write lock held, so no append or sync races it)."""
@@ -75,12 +71,7 @@ class Rotation:
             if self._sync:
                 began = _perf_counter()
                 os.fdatasync(old_fd)
-                self._timed_sync(began)
-                with self._mutex:
-                    self._syncs += 1
-                    self._synced = self._written
-                    self._synced_offset = (self._seg_path, self._seg_size)
-                    self._durable = self._last_seq
+                self._synced_all(began)
             if armed:
                 crashpoints.hit(ROTATE_AFTER_SYNC_OLD)
             first = self._last_seq + 1

@@ -19,7 +19,7 @@ import re
 import attrs
 
 from .errors import CorruptLogError, EventLogError
-from .format import segment_name
+from .format import SegmentHeader, segment_name
 from .history import History, load_history
 
 __all__ = [
@@ -29,6 +29,8 @@ __all__ = [
     "fsync_dir",
     "list_segments",
     "make_directory",
+    "open_segments",
+    "segment_chain_key",
     "segment_file",
     "segment_name",
 ]
@@ -153,3 +155,32 @@ def broken_path(path: str) -> str:
         n += 1
         candidate = f"{path}.broken.{n}"
     return candidate
+
+
+def segment_chain_key(
+    seg: SegmentFile,
+    header: SegmentHeader,
+    keyed: bool,
+    key: bytes | None,
+    messages: tuple[str, str],
+) -> bytes | None:
+    """The scanner's chain key for ``seg``, in a log whose first segment's
+    keyed flag is ``keyed``; None for a keyed log read without its key (crcs
+    only). ``messages``: the reader's words for a keyed flag that changed and
+    for a key given for a log that is not keyed (both CorruptLogError)."""
+    if keyed != header.keyed:
+        raise CorruptLogError(seg.path, 10, header.first_seq, messages[0])
+    if header.keyed:
+        return key
+    if key is not None:
+        raise CorruptLogError(seg.path, 10, header.first_seq, messages[1])
+    return b""
+
+
+def open_segments(directory: str) -> tuple[list[SegmentFile], History | None]:
+    """A log's local segments and ``HISTORY`` record (``check_first_segment``);
+    EventLogError when the directory holds no segment file."""
+    segments = list_segments(directory)
+    if not segments:
+        raise EventLogError(f"no event log in {directory} (no segment files)")
+    return check_first_segment(directory, segments)

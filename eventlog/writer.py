@@ -473,12 +473,7 @@ class EventLog(GroupCommit, Rotation, Closing):
                         os.fdatasync(self._fd)
                     except OSError as exc:
                         raise self._poisoned(exc) from exc
-                    self._timed_sync(began)
-                    with self._mutex:
-                        self._syncs += 1
-                        self._synced = self._written
-                        self._synced_offset = (self._seg_path, self._seg_size)
-                        self._durable = self._last_seq
+                    self._synced_all(began)
             finally:
                 os.close(self._fd)
                 self._lock.release()

@@ -42,7 +42,7 @@ from replay.errors import (
 )
 from replay.fleet.message import NATS_SCHEMES
 from replay.follow import Follower, follow
-from replay.timespec import Point, TimeLike
+from replay.timespec import Point
 from replay.verify import Problem, VerifyResult, verify
 from replay.view import StoreView, load, register_source
 
@@ -62,19 +62,12 @@ _FLEET = {
 }
 
 
-def _load_from_nats(
-    source: str,
-    upto_seq: int | None,
-    at: TimeLike | None,
-    *,
-    netns_dir: str,
-    node: str | None,
-    stream: str | None,
-) -> StoreView:
-    """``load("nats://...", node=...)``: the fleet's reader, imported on first use (NATS)."""
+def _load_from_nats(*args: Any, **kwargs: Any) -> StoreView:
+    """``load("nats://...", node=...)``: ``replay.fleet.view.load_source``, imported on
+    first use (NATS)."""
     from replay.fleet.view import load_source
 
-    return load_source(source, upto_seq, at, netns_dir=netns_dir, node=node, stream=stream)
+    return load_source(*args, **kwargs)
 
 
 register_source(NATS_SCHEMES, _load_from_nats)

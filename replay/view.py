@@ -41,10 +41,9 @@ fleet must not depend on it.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -146,9 +145,7 @@ def _fold(
     """
     last: Record | None = None
     apply = projection.apply
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with snap.gc_paused():
         for rec in records:
             if until_ns is not None and rec.time_ns > until_ns:
                 return last, rec
@@ -156,13 +153,11 @@ def _fold(
             last = rec
             if progress is not None:
                 progress.at(rec.segment, rec.offset)
-    finally:
-        if was_enabled:
-            gc.enable()
     return last, None
 
 
-def _close(it: Iterator[Any]) -> None:
+def close_records(it: Iterable[Any]) -> None:
+    """Close a record iterator that has a ``close`` (a generator, a reader); else nothing."""
     close = getattr(it, "close", None)
     if close is not None:
         close()
@@ -266,7 +261,7 @@ def _load_at(
     try:
         last, _refused = _fold(records, projection, until_ns=until_ns, progress=bar)
     finally:
-        _close(records)
+        close_records(records)
     if last is None:
         return StoreView(projection, d)
     return StoreView(projection, d, last.time_ns, last.digest.hex())
@@ -297,13 +292,13 @@ def _load_upto(
             log.warning("snapshot %s skipped: another history: %s", path, exc.reason)
             continue
         finally:
-            _close(records)
+            close_records(records)
         if last is None:  # the point is the snapshot's own seq: its record's time
             own = iter(eventlog.read(d, from_seq=seq, to_seq=seq, key=key))
             try:
                 last = next(own, None)
             finally:
-                _close(own)
+                close_records(own)
             if last is None or last.digest != info.digest:
                 continue
         view = StoreView(projection, d, last.time_ns, last.digest.hex(), path)
@@ -314,7 +309,7 @@ def _load_upto(
         try:
             last, _ = _fold(records, projection, progress=bar)
         finally:
-            _close(records)
+            close_records(records)
         if last is None:
             view = StoreView(projection, d)
         else:

@@ -18,7 +18,6 @@ replay, reconcile against an empty netns dir), in alternating order.
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import tempfile
@@ -62,19 +61,13 @@ def build_live_history(parent: str | None, count: int) -> History:
         os.mkdir(netns_dir)
         projection = Projection(netns_dir)
         snapshots: dict[int, str] = {}
-        gc_was = gc.isenabled()
-        gc.disable()
-        try:
-            with EventLog.open(state_dir, durability="none") as log:
-                for event in live_adds(count):
-                    seq = log.append(event)
-                    projection.apply(seq, event)
-                    if seq == at99:
-                        data = snapshot.encode(projection, log.head)
-                        snapshots[seq] = snapshot.write_snapshot(state_dir, seq, data)
-        finally:
-            if gc_was:
-                gc.enable()
+        with snapshot.gc_paused(), EventLog.open(state_dir, durability="none") as log:
+            for event in live_adds(count):
+                seq = log.append(event)
+                projection.apply(seq, event)
+                if seq == at99:
+                    data = snapshot.encode(projection, log.head)
+                    snapshots[seq] = snapshot.write_snapshot(state_dir, seq, data)
         return History(base, state_dir, netns_dir, count, snapshots)
     except BaseException:
         shutil.rmtree(base, ignore_errors=True)

@@ -125,9 +125,7 @@ def build_history(
         snapshots: dict[int, str] = {}
         with EventLog.open(state_dir, durability="none") as log:
             append = log.append
-            gc_was = gc.isenabled()
-            gc.disable()  # millions of long-lived dicts: see sandbox.snapshot.replay
-            try:
+            with snapshot.gc_paused():  # millions of long-lived dicts
                 next_stop = stops.pop(0) if stops else 0
                 recorded = ev.NetNSDirRecorded("", ev.Envelope("bench").stamp(), netns_dir)
                 events = itertools.chain(
@@ -140,9 +138,6 @@ def build_history(
                         data = snapshot.encode(projection, log.head)
                         snapshots[seq] = snapshot.write_snapshot(state_dir, seq, data)
                         next_stop = stops.pop(0) if stops else 0
-            finally:
-                if gc_was:
-                    gc.enable()
         return History(base, state_dir, netns_dir, count, snapshots)
     except BaseException:
         shutil.rmtree(base, ignore_errors=True)

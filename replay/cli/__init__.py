@@ -43,25 +43,10 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from replay.argtypes import ArgumentRangeError
+from replay.cli import exits
 from replay.cli.common import DEFAULT_STREAM
-from replay.cli.exits import (
-    EXIT_AMBIGUOUS,
-    EXIT_CODES,
-    EXIT_CORRUPT,
-    EXIT_DIVERGED,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_INVALID,
-    EXIT_LOCKED,
-    EXIT_NO_STATE_DIR,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    EXIT_UNSUPPORTED,
-    EXIT_USAGE,
-    PROG,
-    run_command,
-)
+from replay.cli.exits import *  # noqa: F403  (the exit codes: exits.EXIT_NAMES)
+from replay.cli.exits import EXIT_INVALID, EXIT_USAGE, PROG, run_command
 from replay.cli.history import cmd_audit, cmd_history
 from replay.cli.integrity import cmd_verify
 from replay.cli.parser import build_parser
@@ -69,20 +54,7 @@ from replay.cli.pods import cmd_inspect, cmd_pods
 
 __all__ = [
     "DEFAULT_STREAM",
-    "EXIT_AMBIGUOUS",
-    "EXIT_CODES",
-    "EXIT_CORRUPT",
-    "EXIT_DIVERGED",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_INVALID",
-    "EXIT_LOCKED",
-    "EXIT_NOT_FOUND",
-    "EXIT_NO_STATE_DIR",
-    "EXIT_OK",
-    "EXIT_UNREACHABLE",
-    "EXIT_UNSUPPORTED",
-    "EXIT_USAGE",
+    *exits.EXIT_NAMES,
     "build_parser",
     "entry",
     "main",

@@ -39,8 +39,8 @@ from sandbox.errors import (
 from sandbox.metadata import InvalidMetadataError
 from sandbox.snapshot import SnapshotError
 
-__all__ = [
-    "DEBUG_ENV",
+#: The exit codes by name: ``replay.cli`` re-exports exactly these.
+EXIT_NAMES = [
     "EXIT_AMBIGUOUS",
     "EXIT_CODES",
     "EXIT_CORRUPT",
@@ -55,6 +55,11 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "EXIT_UNSUPPORTED",
     "EXIT_USAGE",
+]
+
+__all__ = [
+    "DEBUG_ENV",
+    *EXIT_NAMES,
     "PROG",
     "CLIError",
     "classify",

@@ -25,7 +25,20 @@ from eventlog.errors import CorruptLogError, EventLogError
 from replay import output
 from replay.argtypes import key_from_args as _key
 from replay.errors import InvalidInputError, StateDirMissingError
-from replay.fleet.config import SHIP_HELP
+from replay.fleet.config import (
+    EXIT_CORRUPT,
+    EXIT_DIVERGED,
+    EXIT_ERROR,
+    EXIT_INVALID,
+    EXIT_NO_STATE_DIR,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    SHIP_HELP,
+    ShipConfig,
+    ShipStats,
+)
 from replay.fleet.errors import (
     DivergedError,
     FleetConnectionError,
@@ -36,21 +49,7 @@ from replay.fleet.errors import (
     StreamNotFoundError,
 )
 from replay.fleet.message import DEFAULT_STREAM
-from replay.fleet.ship import (
-    EXIT_CORRUPT,
-    EXIT_DIVERGED,
-    EXIT_ERROR,
-    EXIT_INVALID,
-    EXIT_NO_STATE_DIR,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    ShipConfig,
-    ShipStats,
-    hostname_node,
-    ship,
-)
+from replay.fleet.ship import hostname_node, ship
 from replay.fleet.source import ALL_NODES
 from replay.fleet.verify import FleetVerifyReport, fleet_verify
 from sandbox.netns import DEFAULT_NETNS_DIR

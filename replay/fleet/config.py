@@ -14,7 +14,8 @@ import attrs
 
 from replay.fleet.message import DEFAULT_STREAM, check_node, check_stream, subject_for
 
-__all__ = [
+#: The exit codes by name: ``replay.fleet.ship`` re-exports exactly these.
+EXIT_NAMES = [
     "EXIT_CORRUPT",
     "EXIT_DIVERGED",
     "EXIT_ERROR",
@@ -24,6 +25,10 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+]
+
+__all__ = [
+    *EXIT_NAMES,
     "SHIP_HELP",
     "ShipConfig",
     "ShipStats",

@@ -62,19 +62,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from eventlog.errors import EventLogError
-from replay.fleet.config import (
-    EXIT_CORRUPT,
-    EXIT_DIVERGED,
-    EXIT_ERROR,
-    EXIT_INVALID,
-    EXIT_NO_STATE_DIR,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    ShipConfig,
-    ShipStats,
-)
+from replay.fleet import config
+from replay.fleet.config import *  # noqa: F403  (the exit codes: config.EXIT_NAMES)
+from replay.fleet.config import ShipConfig, ShipStats
 from replay.fleet.errors import (
     FleetError,
     ShipFatalError,
@@ -92,15 +82,7 @@ if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
 __all__ = [
-    "EXIT_CORRUPT",
-    "EXIT_DIVERGED",
-    "EXIT_ERROR",
-    "EXIT_INVALID",
-    "EXIT_NOT_FOUND",
-    "EXIT_NO_STATE_DIR",
-    "EXIT_OK",
-    "EXIT_UNREACHABLE",
-    "EXIT_USAGE",
+    *config.EXIT_NAMES,
     "ShipConfig",
     "ShipStats",
     "Shipper",

@@ -13,7 +13,6 @@ not shipped). Its ``state_dir`` names where it came from
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterable
 
 from replay.errors import PointOutOfRangeError
@@ -21,9 +20,10 @@ from replay.fleet.errors import FleetDataError
 from replay.fleet.message import ALL_NODES, DEFAULT_STREAM, NATS_SCHEMES, ShippedRecord, check_node
 from replay.fleet.source import fleet_nodes, fleet_records
 from replay.timespec import TimeLike, to_ns
-from replay.view import StoreView
+from replay.view import StoreView, close_records
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
+from sandbox.snapshot import gc_paused
 
 __all__ = [
     "NATS_SCHEMES",
@@ -71,9 +71,7 @@ def fold_records(
     """
     projection = Projection(netns_dir)
     last: ShippedRecord | None = None
-    was_enabled = gc.isenabled()
-    gc.disable()  # many long-lived dicts: the collector would dominate (as replay.view)
-    try:
+    with gc_paused():  # many long-lived dicts: the collector would dominate
         for rec in records:
             if upto_seq is not None and rec.seq > upto_seq:
                 break
@@ -86,9 +84,6 @@ def fold_records(
                 )
             projection.apply(rec.seq, rec.payload)
             last = rec
-    finally:
-        if was_enabled:
-            gc.enable()
     if upto_seq is not None and projection.last_seq < upto_seq:
         raise PointOutOfRangeError(
             f"seq {upto_seq} is beyond the end of {name} (last seq {projection.last_seq})"
@@ -133,9 +128,7 @@ def load_fleet(
             netns_dir=netns_dir,
         )
     finally:
-        close = getattr(records, "close", None)
-        if close is not None:
-            close()
+        close_records(records)
 
 
 def load_source(
