@@ -12,21 +12,41 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 import pytest
 
+import sandbox as sandbox_pkg
 from sandbox import Metadata, PodSandboxConfig, PodSandboxMetadata, Sandbox, State, Status, _linux
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 NSFS = "nsfs"
 NO_TRACEBACK = "Traceback"
+METRICS_URL_RE = re.compile(rb"metrics on (http://\S+/metrics)")
 CNI_NAME = re.compile(r"^cni-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+# The event log's crash points, each named in FORMAT.md.
+LOG_CRASH_POINTS = (
+    "append.before_write",
+    "append.after_write",
+    "append.after_fsync",
+    "batch.mid_write",
+    "rotate.after_sync_old",
+    "rotate.after_create",
+    "rotate.after_header",
+)
 
 
 def in_ci() -> bool:
@@ -162,6 +182,40 @@ def sandbox(
     return Sandbox(md, status)
 
 
+MakeSandbox = Callable[..., Sandbox]
+OpenStore = Callable[..., sandbox_pkg.Store]
+# The errors a store command may raise on a valid call that loses a race.
+DOCUMENTED = (
+    sandbox_pkg.AlreadyExistsError,
+    sandbox_pkg.NotFoundError,
+    sandbox_pkg.InvalidTransitionError,
+)
+
+
+# -- threads --------------------------------------------------------------------------------
+
+
+def start_threads(count: int, target: Callable[[int], None]) -> list[threading.Thread]:
+    """``count`` threads running ``target(i)``, started."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    """Run ``target(i)`` in ``count`` threads and wait for all of them."""
+    for t in start_threads(count, target):
+        t.join()
+
+
+def add_with_netns(store: sandbox_pkg.Store, sb: Sandbox) -> tuple[Sandbox, str]:
+    """``store.add(sb, create_netns=True)``: the added sandbox and its namespace's path."""
+    added = store.add(sb, create_netns=True)
+    assert added.netns is not None
+    return added, added.netns.get_path()
+
+
 # -- subprocesses ---------------------------------------------------------------------------
 
 
@@ -212,3 +266,56 @@ def fails(cp: subprocess.CompletedProcess[str], code: int, words: str = "") -> s
     assert len(lines) == 1 and lines[0].startswith("sandboxctl: error: "), cp.stderr
     assert words in lines[0], (words, lines[0])
     return lines[0]
+
+
+def spawn_sandboxctl(*args: str, stdout: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """``python -m replay ARGS`` as a child (stderr piped, no state dir inherited)."""
+    env = dict(os.environ)
+    env.pop("SANDBOXCTL_STATE_DIR", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "replay", *args],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+    )
+
+
+def read_ready(fd: int, wait: float = 0.2) -> bytes | None:
+    """What ``fd`` gives within ``wait`` seconds: None when nothing, b"" at its end.
+
+    Reads the fd directly: a buffered reader could hold data in its buffer while
+    select() says there is nothing more to read."""
+    ready, _, _ = select.select([fd], [], [], wait)
+    return os.read(fd, 65536) if ready else None
+
+
+def read_metrics_url(proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
+    """The URL a child prints on stderr once it serves metrics (bounded wait)."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = METRICS_URL_RE.search(buf)
+        if m:
+            return m.group(1).decode()
+        chunk = read_ready(fd)
+        if chunk == b"":
+            break
+        buf += chunk or b""
+    pytest.fail(f"no metrics URL on stderr (exit {proc.poll()}): {buf.decode(errors='replace')}")
+
+
+def poll_until(scrape: Callable[[], T], cond: Callable[[T], bool], what: str, timeout: float) -> T:
+    """Call ``scrape`` until ``cond`` holds of what it returns; fail with the last
+    result after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    samples = scrape()
+    while not cond(samples):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; last scrape: {samples}")
+        time.sleep(0.05)
+        samples = scrape()
+    return samples

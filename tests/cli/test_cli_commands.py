@@ -18,8 +18,8 @@ from pathlib import Path
 
 import attrs
 import pytest
-from replay_support import parse
-from support import NO_TRACEBACK, REPO, fails, ok, sandbox, sandboxctl
+from replay_support import flip_record_byte, parse
+from support import NO_TRACEBACK, REPO, add_with_netns, fails, ok, sandbox, sandboxctl
 
 from sandbox import State, Store
 
@@ -198,9 +198,7 @@ def test_reconcile_reports_a_namespace_gone_out_of_band(
     state_dir: Path, netns_dir: Path, tmp_path: Path
 ) -> None:
     with Store.open(state_dir, netns_dir=netns_dir) as store:
-        sb = store.add(sandbox("victim"), create_netns=True)
-        assert sb.netns is not None
-        path = sb.netns.get_path()
+        sb, path = add_with_netns(store, sandbox("victim"))
     subprocess.run(["umount", "-l", path], check=True)
     g = ["--state-dir", str(state_dir), "--netns-dir", str(netns_dir)]
     out = ok(sandboxctl(*g, "reconcile"))
@@ -288,11 +286,7 @@ def test_a_corrupt_log_is_exit_6_and_verify_names_the_place(
     state_dir: Path, spare_netns_dir: Path
 ) -> None:
     make_state(state_dir, spare_netns_dir)
-    _, records = parse(state_dir)
-    seg = next(state_dir.glob("*.log"))
-    data = bytearray(seg.read_bytes())
-    data[records[1].offset + 40] ^= 0x55  # seq 2's payload; crc not fixed
-    seg.write_bytes(bytes(data))
+    records = flip_record_byte(state_dir, 1, 40, 0x55)  # seq 2's payload; crc not fixed
     sd = ["--state-dir", str(state_dir)]
     for argv in (["pods"], ["inspect", "0123456"], ["audit"], ["history", "--upto", "3"], ["head"]):
         fails(sandboxctl(*sd, *argv), 6, "seq 2")

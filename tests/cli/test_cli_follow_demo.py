@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import REPO, nsfs_mounts_under, sandbox, sandboxctl
+from support import REPO, nsfs_mounts_under, read_ready, sandbox, sandboxctl
 
 from sandbox import Store
 
@@ -47,8 +46,7 @@ _pending: dict[int, bytes] = {}
 def _read_lines(proc: subprocess.Popen[str], want: int, deadline_s: float) -> list[str]:
     """Up to ``want`` lines of the child's stdout, waiting at most ``deadline_s``.
 
-    Reads the pipe's fd directly: a buffered reader could hold a second line
-    in its buffer while select() says there is nothing more to read.
+    Reads the pipe's fd directly (support.read_ready says why).
     """
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
@@ -61,12 +59,10 @@ def _read_lines(proc: subprocess.Popen[str], want: int, deadline_s: float) -> li
             lines.append(line.decode() + "\n")
         if len(lines) >= want or time.monotonic() > deadline:
             break
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            buf += chunk
+        chunk = read_ready(fd)
+        if chunk == b"":
+            break
+        buf += chunk or b""
     _pending[fd] = buf
     return lines
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 import pytest
+from support import LOG_CRASH_POINTS
 
 import eventlog
 from replay.crash import checks, cleanup, harness, plan, storeio
@@ -88,13 +89,7 @@ def _types(records: list[Any]) -> list[str]:
 
 def test_every_registered_point_has_a_test() -> None:
     tested = {
-        "append.before_write",
-        "append.after_write",
-        "append.after_fsync",
-        "batch.mid_write",
-        "rotate.after_sync_old",
-        "rotate.after_create",
-        "rotate.after_header",
+        *LOG_CRASH_POINTS,
         "snapshot.after_temp_write",
         "snapshot.after_temp_fsync",
         "snapshot.after_rename",

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from eventlog import EventLog, Position, end_position
 from eventlog.format import RECORD_OVERHEAD, SEGMENT_HEADER_SIZE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,6 +24,20 @@ CHILD = Path(__file__).resolve().parent / "eventlog_child.py"
 def payload_for(seq: int) -> dict[str, Any]:
     """The payload the tests and children write at ``seq`` (sizes vary with seq)."""
     return {"seq": seq, "pad": "x" * ((seq * 7919) % 300), "k": [seq, seq * 2]}
+
+
+def append_noting_position(
+    log: EventLog, d: Path, positions: dict[int, Position], seq: int, *, batch: bool
+) -> None:
+    """Append ``payload_for(seq)`` (a batch with ``payload_for(seq + 1000)`` when
+    ``batch``) and note in ``positions`` the end position after it."""
+    if batch:
+        log.append_batch([payload_for(seq), payload_for(seq + 1000)])
+    else:
+        log.append(payload_for(seq))
+    pos = end_position(d, log.last_seq, log.head)
+    assert pos is not None
+    positions[log.last_seq] = pos
 
 
 def small_payload(seq: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from eventlog_support import broken_files, payload_for, segments
+from support import start_threads
 
 import eventlog
 from eventlog import (
@@ -231,9 +232,7 @@ def test_close_waits_for_inflight_appends(tmp_path: Path) -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    pool = [threading.Thread(target=worker) for _ in range(4)]
-    for th in pool:
-        th.start()
+    pool = start_threads(4, lambda _: worker())
     while len(acked) < 50:
         threading.Event().wait(0.001)
     log.close()

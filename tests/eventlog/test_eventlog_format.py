@@ -11,6 +11,7 @@ from pathlib import Path
 import msgpack
 import pytest
 from eventlog_support import REPO
+from support import LOG_CRASH_POINTS
 
 from eventlog import CorruptLogError, EventLog, crashpoints, read, verify
 from eventlog.format import (
@@ -176,14 +177,6 @@ def test_unpack_payload_is_strict() -> None:
 
 
 def test_crash_points_are_registered_by_name() -> None:
-    for name in (
-        "append.before_write",
-        "append.after_write",
-        "append.after_fsync",
-        "batch.mid_write",
-        "rotate.after_sync_old",
-        "rotate.after_create",
-        "rotate.after_header",
-    ):
+    for name in LOG_CRASH_POINTS:
         assert name in crashpoints.POINTS
         assert name in FORMAT_MD.read_text()

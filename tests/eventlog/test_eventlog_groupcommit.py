@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from support import run_threads, start_threads
 
 from eventlog import EventLog, LogClosedError, LogPoisonedError, read
 
@@ -25,11 +26,7 @@ def _hammer(log: EventLog, threads: int, per: int) -> tuple[list[int], list[Base
             except BaseException as exc:  # collected for the test
                 errors.append(exc)
 
-    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-    for th in pool:
-        th.start()
-    for th in pool:
-        th.join()
+    run_threads(threads, worker)
     return seqs, errors
 
 
@@ -85,9 +82,7 @@ def test_close_racing_with_appenders(tmp_path: Path) -> None:
                 unexpected.append(exc)
                 return
 
-    pool = [threading.Thread(target=worker) for _ in range(8)]
-    for th in pool:
-        th.start()
+    pool = start_threads(8, lambda _: worker())
     while len(acked) < 50:
         threading.Event().wait(0.001)
     log.close()

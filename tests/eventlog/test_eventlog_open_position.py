@@ -15,14 +15,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from eventlog_support import payload_for, segments
+from eventlog_support import append_noting_position, payload_for, segments
 
 from eventlog import (
     CorruptLogError,
     EventLog,
     KeyRequiredError,
     Position,
-    end_position,
     read,
     verify,
 )
@@ -40,13 +39,7 @@ def build(
     with EventLog.open(d, durability="none", segment_bytes=segment_bytes, key=key) as log:
         while log.last_seq < n:
             seq = log.last_seq + 1
-            if seq in (44, 47):
-                log.append_batch([payload_for(seq), payload_for(seq + 1000)])
-            else:
-                log.append(payload_for(seq))
-            pos = end_position(d, log.last_seq, log.head)
-            assert pos is not None
-            positions[log.last_seq] = pos
+            append_noting_position(log, d, positions, seq, batch=seq in (44, 47))
     return positions
 
 

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from eventlog_support import payload_for, segments
+from eventlog_support import append_noting_position, payload_for, segments
 
 from eventlog import (
     CorruptLogError,
@@ -34,13 +34,7 @@ def build(d: Path, n: int = 30, *, segment_bytes: int = 1500) -> dict[int, Posit
     positions: dict[int, Position] = {}
     with EventLog.open(d, durability="none", segment_bytes=segment_bytes) as log:
         for seq in range(1, n + 1):
-            if seq % 7 == 0:
-                log.append_batch([payload_for(seq), payload_for(seq + 1000)])
-            else:
-                log.append(payload_for(seq))
-            pos = end_position(d, log.last_seq, log.head)
-            assert pos is not None
-            positions[log.last_seq] = pos
+            append_noting_position(log, d, positions, seq, batch=seq % 7 == 0)
     return positions
 
 

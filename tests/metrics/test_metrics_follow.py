@@ -9,12 +9,8 @@ is held behind on purpose (records appended, none folded in yet).
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import select
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,7 +18,8 @@ from pathlib import Path
 
 import attrs
 import pytest
-from support import REPO, sandbox
+import support
+from support import sandbox
 
 import eventlog
 from replay.follow import follow
@@ -36,26 +33,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from replay.follow_metrics import FollowMetrics
 
 P = "sandboxctl_follow_"
-URL_RE = re.compile(rb"metrics on (http://\S+/metrics)")
-
-
-def read_metrics_url(proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
-    """The URL the child prints on stderr once it serves metrics (bounded wait)."""
-    assert proc.stderr is not None
-    fd = proc.stderr.fileno()
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = URL_RE.search(buf)
-        if m:
-            return m.group(1).decode()
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            buf += chunk
-    pytest.fail(f"no metrics URL on stderr (exit {proc.poll()}): {buf.decode(errors='replace')}")
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -76,14 +53,7 @@ def poll_until(
     url: str, cond: Callable[[Samples], bool], what: str, timeout: float = 30
 ) -> Samples:
     """Scrape until ``cond(samples)`` holds; fail with the last scrape after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    samples = scrape(url)
-    while not cond(samples):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; last scrape: {samples}")
-        time.sleep(0.05)
-        samples = scrape(url)
-    return samples
+    return support.poll_until(lambda: scrape(url), cond, what, timeout)
 
 
 def v(samples: Samples, name: str, **labels: str) -> float | None:
@@ -99,29 +69,11 @@ class _Child:
 @contextlib.contextmanager
 def spawn_follow(state_dir: Path) -> Iterator[_Child]:
     """``sandboxctl follow --metrics-addr 127.0.0.1:0`` as a child; killed at the end."""
-    env = dict(os.environ)
-    env.pop("SANDBOXCTL_STATE_DIR", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "replay",
-            "--state-dir",
-            str(state_dir),
-            "follow",
-            "-o",
-            "jsonl",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    proc = support.spawn_sandboxctl(
+        "--state-dir", str(state_dir), "follow", "-o", "jsonl", "--metrics-addr", "127.0.0.1:0"
     )
     try:
-        yield _Child(proc, read_metrics_url(proc))
+        yield _Child(proc, support.read_metrics_url(proc))
     finally:
         if proc.poll() is None:
             proc.kill()

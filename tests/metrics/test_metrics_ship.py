@@ -8,19 +8,15 @@ scraped over HTTP while it runs, as Prometheus would.
 
 from __future__ import annotations
 
-import os
-import re
-import select
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import REPO, sandbox
+import support
+from support import sandbox
 
 from replay.fleet.natsserver import LocalNatsServer
 from sandbox import Store
@@ -31,28 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 P = "sandboxctl_ship_"
 NODE = "node-m"
-URL_RE = re.compile(rb"metrics on (http://\S+/metrics)")
 
 Samples = dict[str, float]
-
-
-def read_metrics_url(proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
-    """The URL the shipper prints on stderr once it serves metrics (bounded wait)."""
-    assert proc.stderr is not None
-    fd = proc.stderr.fileno()
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = URL_RE.search(buf)
-        if m:
-            return m.group(1).decode()
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            buf += chunk
-    pytest.fail(f"no metrics URL on stderr (exit {proc.poll()}): {buf.decode(errors='replace')}")
 
 
 def scrape(url: str) -> Samples:
@@ -71,14 +47,7 @@ def poll_until(
     url: str, cond: Callable[[Samples], bool], what: str, timeout: float = 60
 ) -> Samples:
     """Scrape until ``cond(samples)`` holds; fail with the last scrape after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    samples = scrape(url)
-    while not cond(samples):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; last scrape: {samples}")
-        time.sleep(0.05)
-        samples = scrape(url)
-    return samples
+    return support.poll_until(lambda: scrape(url), cond, what, timeout)
 
 
 def caught_up(head: int) -> Callable[[Samples], bool]:
@@ -96,36 +65,25 @@ def test_ship_metrics_reach_the_logs_head_and_zero_lag(
         for i in range(20):
             store.add(sandbox(f"p{i}"))
         head = store.last_seq
-    env = dict(os.environ)
-    env.pop("SANDBOXCTL_STATE_DIR", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "replay",
-            "ship",
-            "--state-dir",
-            str(state_dir),
-            "--nats",
-            nats_server.url,
-            "--node",
-            NODE,
-            "--poll-interval",
-            "0.2",
-            "--backoff-max",
-            "0.3",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "-q",
-        ],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
+    proc = support.spawn_sandboxctl(
+        "ship",
+        "--state-dir",
+        str(state_dir),
+        "--nats",
+        nats_server.url,
+        "--node",
+        NODE,
+        "--poll-interval",
+        "0.2",
+        "--backoff-max",
+        "0.3",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "-q",
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
     )
     try:
-        url = read_metrics_url(proc)
+        url = support.read_metrics_url(proc)
         # During shipping: the head is known at once, the acks catch up with it.
         first = poll_until(url, lambda s: s.get(P + "log_head_seq") == head, "the log's head")
         assert 0 <= first[P + "last_acked_seq"] <= head

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from pyroute2 import IPRoute
+from support import run_threads
 
 from sandbox import _linux
 from sandbox.errors import ClosedNetNSError, StoreError, UnsafePathError
@@ -370,11 +371,7 @@ def _race(path: Path, netns_dir: Path, n: int) -> tuple[int, list[Exception]]:
         except UnsafePathError as e:
             refusals.append(e)
 
-    threads = [threading.Thread(target=racer, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(n, racer)
     return len(wins), refusals
 
 

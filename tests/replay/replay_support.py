@@ -97,3 +97,14 @@ def write_records(
 def replace_in_payload(r: RawRecord, old: bytes, new: bytes) -> None:
     assert old in r.payload, (old, r.payload)
     r.payload = r.payload.replace(old, new, 1)
+
+
+def flip_record_byte(state_dir: Path, index: int, at: int, mask: int) -> list[RawRecord]:
+    """XOR ``mask`` into byte ``at`` of record ``index`` (its crc NOT fixed); the
+    records as they were before."""
+    _, records = parse(state_dir)
+    seg = next(state_dir.glob("*.log"))
+    data = bytearray(seg.read_bytes())
+    data[records[index].offset + at] ^= mask
+    seg.write_bytes(bytes(data))
+    return records

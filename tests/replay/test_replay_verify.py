@@ -12,7 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from replay_support import parse, replace_in_payload, write_records
+from replay_support import flip_record_byte, parse, replace_in_payload, write_records
 from support import sandbox, sandboxctl
 
 import replay
@@ -252,11 +252,7 @@ def test_a_corrupt_record_mid_log_stops_load_with_its_location(
     state_dir: Path, spare_netns_dir: Path
 ) -> None:
     make_log(state_dir, spare_netns_dir)
-    _, records = parse(state_dir)
-    seg = next(state_dir.glob("*.log"))
-    data = bytearray(seg.read_bytes())
-    data[records[2].offset + 30] ^= 0xFF  # a payload byte, crc NOT fixed
-    seg.write_bytes(bytes(data))
+    records = flip_record_byte(state_dir, 2, 30, 0xFF)  # a payload byte, crc NOT fixed
     from eventlog import CorruptLogError
 
     with pytest.raises(CorruptLogError) as err:

@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 import pytest
+from support import DOCUMENTED, MakeSandbox, OpenStore
 
 import eventlog
 from sandbox import (
-    AlreadyExistsError,
-    InvalidTransitionError,
-    NotFoundError,
     Projection,
-    Sandbox,
     State,
     Store,
 )
-
-MakeSandbox = Callable[..., Sandbox]
-OpenStore = Callable[..., Store]
-
-DOCUMENTED = (AlreadyExistsError, NotFoundError, InvalidTransitionError)
 
 
 def hammer(

@@ -17,25 +17,18 @@ from typing import Any
 
 import attrs
 import pytest
+from support import DOCUMENTED, MakeSandbox, OpenStore, run_threads
 
 import eventlog
 from eventlog.errors import LogPoisonedError
 from sandbox import (
     AlreadyExistsError,
-    InvalidTransitionError,
-    NotFoundError,
     Projection,
-    Sandbox,
     State,
     Store,
     StoreError,
 )
 from sandbox.logport import MemoryLog
-
-MakeSandbox = Callable[..., Sandbox]
-OpenStore = Callable[..., Store]
-
-DOCUMENTED = (AlreadyExistsError, NotFoundError, InvalidTransitionError)
 
 
 def _run_threads(count: int, target: Callable[[int], None]) -> list[BaseException]:
@@ -49,11 +42,7 @@ def _run_threads(count: int, target: Callable[[int], None]) -> list[BaseExceptio
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(count, run)
     return errors
 
 

@@ -6,22 +6,21 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import support
+from support import MakeSandbox, add_with_netns
 
 import eventlog
 from replay.audit import audit
-from sandbox import NetNSDirMismatchError, NetNSSetupError, Sandbox, Store
+from sandbox import NetNSDirMismatchError, NetNSSetupError, Store
 from sandbox import events as ev
 from sandbox.netns import DEFAULT_NETNS_DIR, is_live_netns
 from sandbox.netnsdir import same_dir
 from sandbox.netnsfail import reason
-
-MakeSandbox = Callable[..., Sandbox]
 
 
 def types(state_dir: Path) -> list[str]:
@@ -52,9 +51,7 @@ def test_reopened_without_the_dir_it_removes_the_namespace(
     state_dir: Path, netns_dir: Path, make_sandbox: MakeSandbox
 ) -> None:
     with Store.open(state_dir, netns_dir=netns_dir) as store:
-        sb = store.add(make_sandbox("s1"), create_netns=True)
-        assert sb.netns is not None
-        path = sb.netns.get_path()
+        _, path = add_with_netns(store, make_sandbox("s1"))
     assert is_live_netns(path)
     with Store.open(state_dir) as store:  # no netns_dir: the recorded one
         assert store.netns_dir == str(netns_dir)

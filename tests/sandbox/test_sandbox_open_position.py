@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+from support import MakeSandbox, OpenStore
 
 import eventlog
 from eventlog.reader import SegmentWalk
-from sandbox import NetNS, Projection, Sandbox, Store
+from sandbox import NetNS, Projection, Store
 from sandbox import snapshot as snap
-
-MakeSandbox = Callable[..., Sandbox]
-OpenStore = Callable[..., Store]
 
 
 def _populate(store: Store, make_sandbox: MakeSandbox, start: int, n: int) -> None:

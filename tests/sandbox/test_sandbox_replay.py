@@ -16,6 +16,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import MakeSandbox, OpenStore
 
 import eventlog
 from sandbox import (
@@ -25,7 +26,6 @@ from sandbox import (
     InvalidTransitionError,
     NotFoundError,
     Projection,
-    Sandbox,
     State,
     Status,
     Store,
@@ -35,9 +35,6 @@ from sandbox import (
 )
 from sandbox import snapshot as snap
 from sandbox.events import CURRENT, upcast
-
-MakeSandbox = Callable[..., Sandbox]
-OpenStore = Callable[..., Store]
 
 IS_ROOT = os.geteuid() == 0
 

@@ -8,15 +8,15 @@ the verify checks read real log files.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 import pytest
+from support import MakeSandbox
 
 import replay
 from eventlog import EventLog
-from sandbox import Sandbox, State, Status, Store, rules
+from sandbox import State, Status, Store, rules
 from sandbox import events as ev
 from sandbox.errors import (
     AlreadyExistsError,
@@ -28,7 +28,6 @@ from sandbox.logport import MemoryLog
 from sandbox.ownership import NetNSState
 from sandbox.projection import Projection
 
-MakeSandbox = Callable[..., Sandbox]
 A, B = "a" * 64, "b" * 64
 ENV = ev.Env(1, "node", 1, 0, "rules-test")
 PATH = "/nonexistent/netns/cni-rules"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 import pytest
+from support import MakeSandbox, OpenStore
 
 import eventlog
 from sandbox import (
@@ -16,7 +16,6 @@ from sandbox import (
     InvalidIDError,
     InvalidTransitionError,
     NotFoundError,
-    Sandbox,
     State,
     Status,
     Store,
@@ -25,9 +24,6 @@ from sandbox import (
 )
 from sandbox.ids import MAX_ID_LENGTH, Registrar, TruncIndex, validate_id, validate_name
 from sandbox.rules import TRANSITIONS, check_transition
-
-OpenStore = Callable[..., Store]
-MakeSandbox = Callable[..., Sandbox]
 
 IDS = [
     "1",  # containerd's test ids: prefixes of each other on purpose

@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from support import CNI_NAME as CNI
-from support import Mount
+from support import MakeSandbox, Mount, add_with_netns
 
 import eventlog
-from sandbox import NetNS, Sandbox, Store
+from sandbox import NetNS, Store
 from sandbox.netns import is_live_netns
-
-MakeSandbox = Callable[..., Sandbox]
 
 
 def events(state_dir: Path, *types: str) -> list[dict[str, Any]]:
@@ -32,9 +30,8 @@ def test_add_with_create_netns_then_delete(
     state_dir: Path, netns_dir: Path, make_sandbox: MakeSandbox
 ) -> None:
     with Store.open(state_dir, netns_dir=netns_dir) as store:
-        sb = store.add(make_sandbox("s1"), create_netns=True)
+        sb, path = add_with_netns(store, make_sandbox("s1"))
         assert sb.netns is not None
-        path = sb.netns.get_path()
         assert os.path.dirname(path) == str(netns_dir)
         assert CNI.match(os.path.basename(path))
         assert not sb.netns.closed() and is_live_netns(path)

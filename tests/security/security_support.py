@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import support
 
-from eventlog import EventLog
+from eventlog import EventLog, UnsafeFileError
 
 #: A hang on vulnerable code fails the test after this many seconds; a
 #: correct run takes a fraction of one.
@@ -57,3 +59,20 @@ def snapshot_of(directory: Path) -> dict[str, tuple[int, bytes | str]]:
         else:
             out[p.name] = (st.st_mode, "")
     return out
+
+
+def refused_with_lock_replaced(
+    tmp_path: Path, name: str, content: bytes, link: Callable[[Path, Path], None]
+) -> tuple[Path, Path, str]:
+    """A log in ``tmp_path/state`` whose LOCK is replaced by ``link(outside, LOCK)``,
+    ``outside`` a file ``name`` holding ``content``: opening the log must raise
+    UnsafeFileError. Returns the log dir, ``outside`` and the error's text."""
+    d = tmp_path / "state"
+    make_log(d)
+    outside = tmp_path / name
+    outside.write_bytes(content)
+    (d / "LOCK").unlink()
+    link(outside, d / "LOCK")
+    with pytest.raises(UnsafeFileError) as info:
+        EventLog.open(d, durability="none")
+    return d, outside, str(info.value)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from security_support import make_log
+from security_support import make_log, refused_with_lock_replaced
 
 from eventlog import EventLog, UnsafeFileError, verify
 from sandbox import Store
@@ -22,16 +22,11 @@ PRECIOUS = b"root:x:0:0:root:/root:/bin/bash\n"
 
 
 def test_lock_symlink_to_a_file_is_refused_and_the_file_kept(tmp_path: Path) -> None:
-    d = tmp_path / "state"
-    make_log(d)
-    target = tmp_path / "passwd"
-    target.write_bytes(PRECIOUS)
-    (d / "LOCK").unlink()
-    (d / "LOCK").symlink_to(target)
-    with pytest.raises(UnsafeFileError) as info:
-        EventLog.open(d, durability="none")
-    assert str(d / "LOCK") in str(info.value)
-    assert "symlink" in str(info.value)
+    d, target, err = refused_with_lock_replaced(
+        tmp_path, "passwd", PRECIOUS, lambda target, lock: lock.symlink_to(target)
+    )
+    assert str(d / "LOCK") in err
+    assert "symlink" in err
     assert target.read_bytes() == PRECIOUS
     assert (d / "LOCK").is_symlink()
 

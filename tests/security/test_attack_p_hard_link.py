@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from security_support import make_log
+from security_support import make_log, refused_with_lock_replaced
 
 from eventlog import EventLog, UnsafeFileError, read, verify
 
@@ -22,15 +22,8 @@ PRECIOUS = b"the file outside the log\n"
 
 
 def test_hard_linked_lock_is_refused_and_the_file_kept(tmp_path: Path) -> None:
-    d = tmp_path / "state"
-    make_log(d)
-    outside = tmp_path / "precious"
-    outside.write_bytes(PRECIOUS)
-    (d / "LOCK").unlink()
-    os.link(outside, d / "LOCK")
-    with pytest.raises(UnsafeFileError) as info:
-        EventLog.open(d, durability="none")
-    assert f"{d / 'LOCK'} is a regular file with 2 hard links" in str(info.value)
+    d, outside, err = refused_with_lock_replaced(tmp_path, "precious", PRECIOUS, os.link)
+    assert f"{d / 'LOCK'} is a regular file with 2 hard links" in err
     assert outside.read_bytes() == PRECIOUS
 
 
