@@ -60,6 +60,7 @@ def fleet(nats_server: LocalNatsServer, tmp_path: Path) -> dict[str, Path]:
     return dirs
 
 
+@pytest.mark.slow
 def test_a_shipped_node_reads_back_as_its_state_dir(
     nats_server: LocalNatsServer, fleet: dict[str, Path]
 ) -> None:
@@ -91,6 +92,7 @@ def test_a_shipped_node_reads_back_as_its_state_dir(
         ok(sandboxctl(*remote, "--stream", cli.DEFAULT_STREAM, "pods", "-q"))
 
 
+@pytest.mark.slow
 def test_the_fleet_trail_and_verify_of_every_node(
     nats_server: LocalNatsServer, fleet: dict[str, Path]
 ) -> None:
@@ -121,6 +123,7 @@ def test_the_fleet_trail_and_verify_of_every_node(
     ok(sandboxctl("--nats", url, "--node", "n1", "verify", "--head", head))
 
 
+@pytest.mark.slow
 def test_fleet_errors_are_one_line_and_a_documented_code(
     nats_server: LocalNatsServer, fleet: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from support import fails, ok, sandboxctl
 
 import eventlog
@@ -42,6 +43,7 @@ def damage(state_dir: Path, seq: int, key: bytes | None = None) -> int:
     return rec.offset
 
 
+@pytest.mark.slow
 def test_repair_shows_then_cuts_a_corrupt_log(
     state_dir: Path, spare_netns_dir: Path, tmp_path: Path
 ) -> None:

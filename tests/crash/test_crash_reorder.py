@@ -245,6 +245,7 @@ def _result(report: reorder.ReorderReport, name: str) -> Any:
     return next(r for r in report.results if r.name == name)
 
 
+@pytest.mark.slow
 @pytest.mark.crashtest_ci
 def test_ci_sample_explores_every_kind(ci_report: reorder.ReorderReport) -> None:
     assert sum(r.states for r in ci_report.results) == 300
@@ -256,21 +257,25 @@ def test_ci_sample_explores_every_kind(ci_report: reorder.ReorderReport) -> None
     assert _result(ci_report, "single").by_kind[states.RECOVERY] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.crashtest_ci
 def test_ci_sample_single_thread_has_no_violation(ci_report: reorder.ReorderReport) -> None:
     assert not _result(ci_report, "single").violations, ci_report.to_table()
 
 
+@pytest.mark.slow
 @pytest.mark.crashtest_ci
 def test_ci_sample_threads_has_no_violation(ci_report: reorder.ReorderReport) -> None:
     assert not _result(ci_report, "threads").violations, ci_report.to_table()
 
 
+@pytest.mark.slow
 @pytest.mark.crashtest_ci
 def test_ci_sample_batch_has_no_violation(ci_report: reorder.ReorderReport) -> None:
     assert not _result(ci_report, "batch").violations, ci_report.to_table()
 
 
+@pytest.mark.slow
 def test_same_seed_same_states() -> None:
     one = reorder.run_reorder(40, SEED, ("single",))
     two = reorder.run_reorder(40, SEED, ("single",))

@@ -20,6 +20,7 @@ from eventlog_support import broken_files, child_env, payload_for, segments, spa
 from eventlog import EventLog, crashpoints, read, verify
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_no_acknowledged_record(tmp_path: Path) -> None:
     rng = random.Random(20240611)
     # seq -> the round whose child acknowledged it (payloads carry the round,

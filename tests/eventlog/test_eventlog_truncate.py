@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from eventlog_support import (
     broken_files,
     record_spans,
@@ -35,6 +36,7 @@ def build(d: Path) -> None:
         log.append(small_payload(log.last_seq + 1))
 
 
+@pytest.mark.slow
 def test_truncate_last_segment_at_every_offset(tmp_path: Path) -> None:
     src = tmp_path / "src"
     build(src)

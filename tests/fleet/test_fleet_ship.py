@@ -120,6 +120,7 @@ def _writer(directory: Path, node: str, stop: threading.Event, salt: str) -> thr
     return t
 
 
+@pytest.mark.slow
 def test_server_and_shipper_crashes_mid_stream_lose_and_repeat_nothing(
     nats_server: LocalNatsServer, tmp_path: Path
 ) -> None:

@@ -86,6 +86,7 @@ def test_runner_reports_a_crash_with_its_input(tmp_path: Path) -> None:
     assert [p.read_bytes() for p in crashes] == [b"seed"]
 
 
+@pytest.mark.slow
 def test_runner_reports_a_hang(tmp_path: Path) -> None:
     artifacts = tmp_path / "artifacts"
     cp = _run("fuzz_selftest:hangs", artifacts, "--runs", "200", "--timeout", "1")

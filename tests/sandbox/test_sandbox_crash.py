@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import eventlog
 from sandbox import Projection, Store
 
@@ -85,6 +87,7 @@ def _run_and_kill(state_dir: Path, netns_dir: Path, prefix: str, after: float) -
     return acked
 
 
+@pytest.mark.slow
 def test_sigkill_during_adds_loses_no_acknowledged_add(
     state_dir: Path, unused_netns_dir: Path
 ) -> None:
