@@ -8,6 +8,8 @@ them should have to import the checks themselves to get them.
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -99,3 +101,22 @@ def summ(payload: dict[str, Any]) -> str:
     """``Type(id prefix)``: how a message names one event."""
     sid = str(payload.get("id", ""))
     return f"{etype(payload)}({sid[:12]})"
+
+
+def first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Where two snapshot dicts first differ, for a violation message."""
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            va, vb = a.get(key), b.get(key)
+            if isinstance(va, list) and isinstance(vb, list):
+                for i, (x, y) in enumerate(zip(va, vb, strict=False)):
+                    if x != y:
+                        return f"{key}[{i}]: {x!r:.200} != {y!r:.200}"
+                return f"{key}: {len(va)} entries != {len(vb)}"
+            return f"{key}: {va!r:.200} != {vb!r:.200}"
+    return "no difference"
+
+
+def summarize(violations: Iterable[Violation]) -> dict[str, int]:
+    """Violations per check, for the table."""
+    return dict(collections.Counter(v.check for v in violations))

@@ -22,10 +22,9 @@ exception inside a check is itself reported as a violation of that check.
 
 from __future__ import annotations
 
-import collections
 import os
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from replay.crash import storeio
@@ -45,6 +44,8 @@ from replay.crash.check_types import (
     AckedRecord,
     Observation,
     Violation,
+    first_difference,
+    summarize,
 )
 from replay.crash.check_types import etype as _etype
 from replay.crash.check_types import summ as _summ
@@ -391,19 +392,6 @@ def check_store_state(store: Any, obs: Observation) -> list[Violation]:
 # -- 2: projection -------------------------------------------------------------
 
 
-def _first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
-    for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
-            va, vb = a.get(key), b.get(key)
-            if isinstance(va, list) and isinstance(vb, list):
-                for i, (x, y) in enumerate(zip(va, vb, strict=False)):
-                    if x != y:
-                        return f"{key}[{i}]: {x!r:.200} != {y!r:.200}"
-                return f"{key}: {len(va)} entries != {len(vb)}"
-            return f"{key}: {va!r:.200} != {vb!r:.200}"
-    return "no difference"
-
-
 def check_projection(
     state_dir: str, netns_dir: str, store: Any, records: Sequence[Any]
 ) -> list[Violation]:
@@ -421,7 +409,7 @@ def check_projection(
             Violation(
                 PROJECTION,
                 "the reopened store's projection differs from a full "
-                "replay: " + _first_difference(mine, want),
+                "replay: " + first_difference(mine, want),
             )
         )
     by_seq = {r.seq: r for r in records}
@@ -455,7 +443,7 @@ def check_projection(
                 Violation(
                     PROJECTION,
                     f"snapshot {name} + tail differs from a full "
-                    "replay: " + _first_difference(got, want),
+                    "replay: " + first_difference(got, want),
                 )
             )
     load = getattr(store, "load_result", None)
@@ -503,8 +491,3 @@ def run_checks(
     finally:
         store.close()  # idempotent; check_accepts closed it already when it ran
     return out
-
-
-def summarize(violations: Iterable[Violation]) -> dict[str, int]:
-    """Violations per check, for the table."""
-    return dict(collections.Counter(v.check for v in violations))
