@@ -216,19 +216,7 @@ def recover_tail(
     state = _scan_segment(
         seg, data, header, key=key or b"", is_last=True, max_record_bytes=max_record_bytes
     )
-    repair = _cut_if_torn(directory, seg, data, 0, state)
-    return Tail(
-        seg,
-        header,
-        state.offset,
-        state.seq - 1,
-        state.digest,
-        repair,
-        state.durable_seq,
-        checked_from=SEGMENT_HEADER_SIZE,
-        records_checked=state.records,
-        position_use=fallback,
-    )
+    return _scanned_tail(directory, seg, header, data, 0, state, SEGMENT_HEADER_SIZE, fallback)
 
 
 def _resume(
@@ -263,10 +251,26 @@ def _check_from(directory: str, seg: SegmentFile, resume: Resume, *, max_record_
         version=resume.header.version,
     ):
         pass
-    repair = _cut_if_torn(directory, seg, resume.data, resume.base, state)
+    return _scanned_tail(
+        directory, seg, resume.header, resume.data, resume.base, state, checked_from, "used"
+    )
+
+
+def _scanned_tail(
+    directory: str,
+    seg: SegmentFile,
+    header: SegmentHeader,
+    data: bytes,
+    base: int,
+    state: ScanState,
+    checked_from: int,
+    position_use: str,
+) -> Tail:
+    """Where appends continue after a scan of the last segment (a torn tail cut first)."""
+    repair = _cut_if_torn(directory, seg, data, base, state)
     return Tail(
         seg,
-        resume.header,
+        header,
         state.offset,
         state.seq - 1,
         state.digest,
@@ -274,7 +278,7 @@ def _check_from(directory: str, seg: SegmentFile, resume: Resume, *, max_record_
         state.durable_seq,
         checked_from=checked_from,
         records_checked=state.records,
-        position_use="used",
+        position_use=position_use,
     )
 
 

@@ -17,7 +17,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 #: unshare(2) flag for a new network namespace (also NS_GET_NSTYPE's answer
 #: for a network namespace file).
@@ -46,33 +46,25 @@ _STATFS_SIZE = 256
 _ORDER: Literal["little", "big"] = "little" if sys.byteorder == "little" else "big"
 
 
+_INT, _STR, _PTR = ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p
+#: The libc calls used here, with their argument types (each returns int).
+_SIGNATURES: dict[str, list[Any]] = {
+    "unshare": [_INT],
+    "mount": [_STR, _STR, _STR, ctypes.c_ulong, _PTR],
+    "umount2": [_STR, _INT],
+    "fstatfs": [_INT, _PTR],
+    "statx": [_INT, _STR, _INT, ctypes.c_uint, _PTR],
+}
+
+
 def _load_libc() -> ctypes.CDLL:
     if not sys.platform.startswith("linux"):
         raise OSError(f"network namespaces need Linux, this is {sys.platform}")
     name = ctypes.util.find_library("c") or "libc.so.6"
     libc = ctypes.CDLL(name, use_errno=True)
-    libc.unshare.argtypes = [ctypes.c_int]
-    libc.unshare.restype = ctypes.c_int
-    libc.mount.argtypes = [
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_ulong,
-        ctypes.c_void_p,
-    ]
-    libc.mount.restype = ctypes.c_int
-    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    libc.umount2.restype = ctypes.c_int
-    libc.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
-    libc.fstatfs.restype = ctypes.c_int
-    libc.statx.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_uint,
-        ctypes.c_void_p,
-    ]
-    libc.statx.restype = ctypes.c_int
+    for fn, argtypes in _SIGNATURES.items():
+        getattr(libc, fn).argtypes = argtypes
+        getattr(libc, fn).restype = ctypes.c_int
     return libc
 
 

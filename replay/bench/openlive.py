@@ -18,7 +18,6 @@ replay, reconcile against an empty netns dir), in alternating order.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -31,7 +30,7 @@ from sandbox.metadata import Metadata
 from sandbox.projection import Projection
 from sandbox.status import State, Status
 
-from .openscale import History, _only_snapshots, _time_open, snapshot_seqs
+from .openscale import History, _history_dirs, _only_snapshots, _time_open, snapshot_seqs
 from .rows import Row, aggregate
 from .store import _metadata
 
@@ -56,9 +55,7 @@ def build_live_history(parent: str | None, count: int) -> History:
     at99 = snapshot_seqs(count)[0]
     base = tempfile.mkdtemp(prefix=f"bench-live-{count}-", dir=parent)
     try:
-        netns_dir = os.path.join(base, "netns")
-        state_dir = os.path.join(base, "state")
-        os.mkdir(netns_dir)
+        netns_dir, state_dir = _history_dirs(base)
         projection = Projection(netns_dir)
         snapshots: dict[int, str] = {}
         with snapshot.gc_paused(), EventLog.open(state_dir, durability="none") as log:

@@ -92,6 +92,13 @@ class History:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def _history_dirs(base: str) -> tuple[str, str]:
+    """(netns dir, state dir) of a bench history under ``base``; the netns dir made."""
+    netns_dir = os.path.join(base, "netns")
+    os.mkdir(netns_dir)
+    return netns_dir, os.path.join(base, "state")
+
+
 def build_history(
     parent: str | None,
     count: int,
@@ -117,9 +124,7 @@ def build_history(
     stops = sorted({s for s in snapshot_at if 0 < s <= count})
     base = tempfile.mkdtemp(prefix=f"bench-history-{count}-", dir=parent)
     try:
-        netns_dir = os.path.join(base, "netns")
-        state_dir = os.path.join(base, "state")
-        os.mkdir(netns_dir)
+        netns_dir, state_dir = _history_dirs(base)
         projection = Projection(netns_dir)
         apply = projection.apply
         snapshots: dict[int, str] = {}

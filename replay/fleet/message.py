@@ -162,20 +162,25 @@ class ShippedRecord:
         return msg_id(self.node, self.seq)
 
 
-def _unpack_payload(data: bytes) -> dict[str, Any]:
+def _unpackb(data: bytes, what: str, *, containers: int, ext: int) -> Any:
+    """msgpack-decode untrusted ``data`` with every length bounded; MessageFormatError if bad."""
     try:
-        obj = msgpack.unpackb(
+        return msgpack.unpackb(
             data,
             raw=False,
             strict_map_key=True,
             max_bin_len=len(data),
             max_str_len=len(data),
-            max_array_len=len(data),
-            max_map_len=len(data),
-            max_ext_len=len(data),
+            max_array_len=containers,
+            max_map_len=containers,
+            max_ext_len=ext,
         )
     except Exception as exc:  # msgpack raises many types on hostile bytes
-        raise MessageFormatError(f"payload is not msgpack: {exc}") from None
+        raise MessageFormatError(f"{what} is not msgpack: {exc}") from None
+
+
+def _unpack_payload(data: bytes) -> dict[str, Any]:
+    obj = _unpackb(data, "payload", containers=len(data), ext=len(data))
     if not isinstance(obj, dict):
         raise MessageFormatError(f"payload is a {type(obj).__name__}, not a map")
     return obj
@@ -220,19 +225,7 @@ def decode(data: bytes, *, subject: str = "", stream_seq: int = 0) -> ShippedRec
     if not isinstance(data, bytes | bytearray) or len(data) > _MAX_BODY:
         raise MessageFormatError("message body missing or too large")
     data = bytes(data)
-    try:
-        body = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            max_bin_len=len(data),
-            max_str_len=len(data),
-            max_array_len=16,
-            max_map_len=16,
-            max_ext_len=0,
-        )
-    except Exception as exc:
-        raise MessageFormatError(f"message body is not msgpack: {exc}") from None
+    body = _unpackb(data, "message body", containers=16, ext=0)
     if not isinstance(body, dict):
         raise MessageFormatError("message body is not a map")
     version = _field(body, "v", int)

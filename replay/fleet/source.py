@@ -290,14 +290,25 @@ async def _merged_by_time(
                 await it.aclose()  # type: ignore[attr-defined]
 
 
-async def _records(
-    nats_url: str, stream: str, node: str, creds: str | None
-) -> AsyncIterator[ShippedRecord]:
+@contextlib.asynccontextmanager
+async def _jetstream(nats_url: str, creds: str | None) -> AsyncIterator[Any]:
+    """JetStream on a fresh connection, closed after; NATS errors become FleetConnectionError."""
     import nats.errors
 
     nc = await connect(nats_url, creds=creds)
     try:
-        js = nc.jetstream()
+        yield nc.jetstream()
+    except nats.errors.Error as exc:
+        raise FleetConnectionError(f"NATS at {nats_url}: {exc or type(exc).__name__}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+async def _records(
+    nats_url: str, stream: str, node: str, creds: str | None
+) -> AsyncIterator[ShippedRecord]:
+    async with _jetstream(nats_url, creds) as js:
         if node == ALL_NODES:
             nodes = await list_nodes(js, stream)
             if not nodes:
@@ -307,28 +318,14 @@ async def _records(
         else:
             async for m in node_messages(js, stream, node):
                 yield decode_strict(m)
-    except nats.errors.Error as exc:
-        raise FleetConnectionError(f"NATS at {nats_url}: {exc or type(exc).__name__}") from None
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
 
 
 async def _raw(
     nats_url: str, stream: str, node: str, creds: str | None
 ) -> AsyncIterator[StreamMessage]:
-    import nats.errors
-
-    nc = await connect(nats_url, creds=creds)
-    try:
-        js = nc.jetstream()
+    async with _jetstream(nats_url, creds) as js:
         async for m in node_messages(js, stream, node):
             yield m
-    except nats.errors.Error as exc:
-        raise FleetConnectionError(f"NATS at {nats_url}: {exc or type(exc).__name__}") from None
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
 
 
 def run_async_iter(factory: Callable[[], AsyncIterator[T]]) -> Iterator[T]:

@@ -152,37 +152,32 @@ def test_fleet_errors_are_one_line_and_a_documented_code(
     cp = sandboxctl("--state-dir", str(fleet["n1"]), "ship", "--nats", url, "--node", "n2", "-q")
     assert cp.returncode == cli.EXIT_DIVERGED, cp.stderr
     assert cp.stderr.startswith("sandboxctl: error: ") and NO_TRACEBACK not in cp.stderr
-    cp = sandboxctl(
+    cp = _ship_to_nowhere(fleet, unreachable, "-q")
+    assert cp.returncode == cli.EXIT_UNREACHABLE, cp.stderr
+
+
+def _ship_to_nowhere(
+    fleet: dict[str, Path], unreachable: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``ship`` n1 to an unreachable server, giving up after half a second."""
+    return sandboxctl(
         "--state-dir",
         str(fleet["n1"]),
         "ship",
         "--nats",
         unreachable,
+        *extra,
         "--give-up-after",
         "0.5",
         "--backoff-max",
         "0.1",
-        "-q",
     )
-    assert cp.returncode == cli.EXIT_UNREACHABLE, cp.stderr
 
 
 def test_ship_prints_a_connection_failure_once(fleet: dict[str, Path]) -> None:
     """Not quiet: the outage's warning is one line (not also the CLI's warning), then the error."""
     unreachable = f"nats://127.0.0.1:{free_port()}"
-    cp = sandboxctl(
-        "--state-dir",
-        str(fleet["n1"]),
-        "ship",
-        "--nats",
-        unreachable,
-        "--node",
-        "n1",
-        "--give-up-after",
-        "0.5",
-        "--backoff-max",
-        "0.1",
-    )
+    cp = _ship_to_nowhere(fleet, unreachable, "--node", "n1")
     assert cp.returncode == cli.EXIT_UNREACHABLE, cp.stderr
     lines = [line for line in cp.stderr.splitlines() if "cannot reach NATS" in line]
     assert len(lines) == 2, cp.stderr

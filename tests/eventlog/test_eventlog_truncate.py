@@ -36,13 +36,17 @@ def build(d: Path) -> None:
         log.append(small_payload(log.last_seq + 1))
 
 
-@pytest.mark.slow
-def test_truncate_last_segment_at_every_offset(tmp_path: Path) -> None:
+def _built(tmp_path: Path) -> tuple[Path, Path, bytes, list[tuple[int, int, int, int]]]:
+    """A log built in tmp_path/src: (its dir, last segment, that segment's bytes, record spans)."""
     src = tmp_path / "src"
     build(src)
     last = segments(src)[-1]
-    original = last.read_bytes()
-    spans = record_spans(last)
+    return src, last, last.read_bytes(), record_spans(last)
+
+
+@pytest.mark.slow
+def test_truncate_last_segment_at_every_offset(tmp_path: Path) -> None:
+    src, last, original, spans = _built(tmp_path)
     assert len(spans) == 10
     first_seq = spans[0][2]
     for cut in range(len(original) + 1):
@@ -82,11 +86,7 @@ def test_truncate_last_segment_at_every_offset(tmp_path: Path) -> None:
 
 def test_readers_stop_quietly_at_a_cut_and_verify_reports_it(tmp_path: Path) -> None:
     """Without a writer to repair it, readers see the whole-batch prefix; verify says torn."""
-    src = tmp_path / "src"
-    build(src)
-    last = segments(src)[-1]
-    original = last.read_bytes()
-    spans = record_spans(last)
+    src, last, original, spans = _built(tmp_path)
     # Longest first, so each cut is a truncate (rewriting makes ext4 flush).
     for cut in reversed(range(SEGMENT_HEADER_SIZE, len(original) + 1)):
         os.truncate(last, cut)

@@ -121,6 +121,13 @@ print("survived")
     assert not os.path.lexists(path)
 
 
+def _wait_for_event(state_dir: Path, kind: str) -> None:
+    """Until the log holds a ``kind`` event (20 s at most; the caller checks it came)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not events(state_dir, kind):
+        time.sleep(0.05)
+
+
 def test_watch_records_an_external_umount(
     state_dir: Path, netns_dir: Path, make_sandbox: MakeSandbox
 ) -> None:
@@ -129,9 +136,7 @@ def test_watch_records_an_external_umount(
         keep = store.add(make_sandbox("s2"), create_netns=True).metadata.netns_path
         store.watch(resync_interval=0.2)
         external_umount(path)  # sends no inotify event: the resync must find it
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not events(state_dir, "NetNSClosed"):
-            time.sleep(0.05)
+        _wait_for_event(state_dir, "NetNSClosed")
         (closed,) = events(state_dir, "NetNSClosed")
         assert closed["path"] == path and closed["id"] == "s1"
         sb = store["s1"]
@@ -159,9 +164,7 @@ def test_watch_reacts_to_an_external_delete_quickly(
         store.watch(resync_interval=3600)  # only inotify can trigger within the test
         subprocess.run(["umount", path], check=True)
         os.unlink(path)  # an `ip netns delete`: umount + unlink, the unlink is seen
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not events(state_dir, "NetNSClosed"):
-            time.sleep(0.05)
+        _wait_for_event(state_dir, "NetNSClosed")
         assert [e["path"] for e in events(state_dir, "NetNSClosed")] == [path]
         store.delete("s1")
 
