@@ -7,12 +7,14 @@ its namespaces mounted. The log says which dir is the store's; an open naming
 another is refused rather than guessed at.
 
 Where it is recorded: a ``NetNSDirRecorded`` event, the first record of a new
-log, so an open finds it by reading the first record (snapshots do not carry
-it). A log written before the event existed gets it recorded on its
-next open, after its history: the dir is then the common parent of the paths
-its ``NetNSAssigned`` records named (or the caller's / the default when it
-assigned none). Finding it in such a log takes one pass over the records up
-to it, on every open; new logs never pay that.
+log. An open learns it from its own load (replay folds that record; every
+snapshot carries it, so a compacted log keeps it too: sandbox/store_open.py)
+and reads the log here only when the load found none. A log written before
+the event existed gets it recorded on its next open, after its history: the
+dir is then the common parent of the paths its ``NetNSAssigned`` records
+named (or the caller's / the default when it assigned none). From then on
+its snapshots carry it; until the first snapshot after that, finding it
+takes one pass over the records up to it.
 
 Two spellings of one directory (``/var/run/netns`` and ``/run/netns``) are the
 same dir: compared by ``realpath``, and by device and inode when both exist.

@@ -170,22 +170,22 @@ def _load(
 ) -> tuple[netnsdir.NetNSDirChoice, snapshot.LoadResult]:
     """The netns dir and the state (newest valid snapshot + tail) for ``open``.
 
-    The recorded dir is the log's first record; a compacted log no longer has
-    it, so there it comes from the snapshot the state is loaded from (every
-    snapshot of a store with a recorded dir carries it), checked after the
-    load, and the load is redone in the rare case the dir guessed for it was
-    another.
+    The recorded dir comes out of the load itself: replay folds the log's
+    first record (NetNSDirRecorded) and every snapshot of a store with a
+    recorded dir carries it - also a compacted log's, whose first record is
+    gone - so the log is not read a second time to find it. Only a log from
+    before the record existed (none recorded, history from seq 1) is scanned
+    for the paths it assigned. The dir is set on the projection afterwards:
+    only NetNS handles use it, and none is built before the first read.
     """
-    if eventlog.local_history(sdir) is None:
-        choice = netnsdir.choose(sdir, last_seq, requested, key=key)
-        ndir = os.path.abspath(choice.netns_dir)
-        return choice, snapshot.load(sdir, to_seq=last_seq, netns_dir=ndir, key=key)
     guess = os.path.abspath(requested if requested is not None else DEFAULT_NETNS_DIR)
     result = snapshot.load(sdir, to_seq=last_seq, netns_dir=guess, key=key)
-    choice = netnsdir.choose_recorded(sdir, result.projection.recorded_netns_dir, requested)
-    ndir = os.path.abspath(choice.netns_dir)
-    if ndir != guess:
-        result = snapshot.load(sdir, to_seq=last_seq, netns_dir=ndir, key=key)
+    recorded = result.projection.recorded_netns_dir
+    if recorded is None and eventlog.local_history(sdir) is None:
+        choice = netnsdir.choose(sdir, last_seq, requested, key=key)
+    else:
+        choice = netnsdir.choose_recorded(sdir, recorded, requested)
+    result.projection.netns_dir = os.path.abspath(choice.netns_dir)
     return choice, result
 
 

@@ -179,7 +179,11 @@ def test_readers_never_see_a_pending_event(make_sandbox: MakeSandbox) -> None:
         # ... also while b, the first command to overlap another, waits (holding the
         # command lock) for a to be durable before it builds the command view.
         b.start()
-        time.sleep(0.05)
+        # Wait (bounded) until b holds the command lock, i.e. it is the waiter.
+        deadline = time.monotonic() + 10
+        while not store._cmd.locked() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert store._cmd.locked(), "b never took the command lock"
         assert store.get("b") is None and store.get("a") is None and store.last_seq == 1
         log_.gate.set()
         a.join(10)
