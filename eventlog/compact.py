@@ -7,6 +7,11 @@ removes (or moves to an archive directory) every segment wholly before
 now starts in ``HISTORY`` (``eventlog.history``; FORMAT.md, "Compaction"),
 so that a removed head is told apart from an attacker's deletion.
 
+Two ways in, one body (``_compact_locked``): ``compact()`` takes the writer
+lock itself (``sandboxctl compact``, a stopped store); ``EventLog.compact``
+(the ``Compaction`` mixin) runs under the lock an open writer already holds,
+so a node agent that keeps its store open can compact too (``Store.compact``).
+
 Order of operations (crash safety), holding the writer lock:
 
 1. check the segments to remove: they must chain, record by record, into
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -49,7 +56,7 @@ from .reader import read
 from .scanner import check_segment_header
 from .segments import SegmentFile, check_first_segment, fsync_dir, list_segments, make_directory
 
-__all__ = ["CompactResult", "compact", "write_shipped"]
+__all__ = ["CompactResult", "Compaction", "compact", "write_shipped"]
 
 AFTER_HISTORY = crashpoints.register(
     "compact.after_history", "eventlog/compact.py: HISTORY written, no segment removed yet"
@@ -94,12 +101,57 @@ def compact(
     log without its key (the ``HISTORY`` record of a keyed log carries a MAC).
     """
     d = os.fspath(directory)
-    archive = "" if archive_dir is None else os.path.abspath(os.fspath(archive_dir))
+    archive = _archive_path(archive_dir)
     lock = WriterLock.acquire(d)
     try:
         return _compact_locked(d, before_seq, archive, key, force)
     finally:
         lock.release()
+
+
+class Compaction:
+    """Mixin of ``EventLog``: compaction by the open writer, under the lock it holds."""
+
+    # Set by EventLog.__init__ (see there for what each is).
+    directory: str
+    _key: bytes | None
+    _last_seq: int
+    #: Held while compacting; ``close`` takes it before it releases the writer lock.
+    _compacting: threading.Lock
+
+    if TYPE_CHECKING:
+        # Provided by EventLog (writer): LogClosedError / LogPoisonedError.
+        def _check_usable(self) -> None: ...
+
+    def compact(
+        self,
+        *,
+        before_seq: int,
+        archive_dir: str | os.PathLike[str] | None = None,
+        force: bool = False,
+    ) -> CompactResult:
+        """``compact`` (same rules, same errors, same ``HISTORY``) by this writer.
+
+        Appends and rotations go on meanwhile; they are not blocked behind the
+        reads and fsyncs a compaction does. That is safe because a rotation
+        only ever adds a segment after every listed one and the last listed
+        segment always stays, so the segment the writer appends to is never
+        removed. ``before_seq`` is capped at ``last_seq``: a segment a
+        rotation has just created (its header maybe not yet written) starts
+        after ``last_seq`` and so can never become the kept first segment.
+        Two compactions of one writer run one after the other; ``close``
+        waits for one in flight (the lock must not be free while segments
+        are being removed). LogClosedError after ``close``.
+        """
+        archive = _archive_path(archive_dir)
+        with self._compacting:
+            self._check_usable()
+            before = min(before_seq, self._last_seq)
+            return _compact_locked(self.directory, before, archive, self._key, force)
+
+
+def _archive_path(archive_dir: str | os.PathLike[str] | None) -> str:
+    return "" if archive_dir is None else os.path.abspath(os.fspath(archive_dir))
 
 
 def _compact_locked(

@@ -6,6 +6,15 @@ one record and has reached ``segment_bytes``, the writer fsyncs it, creates
 fsyncs the directory. A batch never straddles segments, so a batch bigger
 than ``segment_bytes`` makes one big segment.
 
+The upgrade of an empty v1 tail writes ``<segment>.v2tmp`` and renames it
+over the segment. A crash before the rename leaves that file behind, and
+``create_new`` (O_EXCL) would then refuse every later upgrade. The writer
+removes such a leftover only once it has proved it is its own
+(``_clear_leftover``): a regular file with one link, at exactly that name,
+holding a prefix of the very header the upgrade writes - or zeros where
+those bytes were not persisted. Anything else is refused, naming the file:
+the store never deletes a file it did not create.
+
 ``Rotation`` is a mixin rather than a helper object for the reason given in
 ``commit``: it works on the writer's own state (set by ``EventLog.__init__``,
 declared below for the type checker), under the writer's write lock.
@@ -19,14 +28,18 @@ import time
 from typing import TYPE_CHECKING
 
 from . import crashpoints
-from .files import create_new, open_existing, write_file_durably
+from .errors import EventLogError
+from .files import create_new, open_existing, reading, write_file_durably
 from .format import encode_segment_header, segment_name
 from .segments import fsync_dir
 
 if TYPE_CHECKING:
     from .errors import LogPoisonedError
 
-__all__ = ["Rotation"]
+__all__ = ["UPGRADE_TEMP_SUFFIX", "Rotation"]
+
+#: ``<segment>.v2tmp``: the temp file of the upgrade of an empty v1 tail.
+UPGRADE_TEMP_SUFFIX = ".v2tmp"
 
 ROTATE_AFTER_SYNC_OLD = crashpoints.register(
     "rotate.after_sync_old", "eventlog.writer: old segment fsynced, new segment not created"
@@ -119,7 +132,8 @@ class Rotation:
             header = encode_segment_header(
                 self._last_seq + 1, self._head, keyed=self._key is not None
             )
-            tmp = self._seg_path + ".v2tmp"
+            tmp = self._seg_path + UPGRADE_TEMP_SUFFIX
+            _clear_leftover(tmp, header)
             write_file_durably(tmp, header)
             os.rename(tmp, self._seg_path)
             fsync_dir(self.directory)
@@ -129,6 +143,33 @@ class Rotation:
             self._seg_size = len(header)
             with self._mutex:
                 self._synced_offset = (self._seg_path, self._seg_size if self._sync else 0)
+
+
+def _clear_leftover(tmp: str, header: bytes) -> None:
+    """Remove ``tmp`` if an interrupted upgrade of this segment left it; else refuse.
+
+    Ours means: a regular file with one link (``open_existing``: anything
+    else is an UnsafeFileError naming it), no longer than ``header``, each
+    byte either ``header``'s or zero (a crash can persist the size without
+    the data). The header holds this segment's first seq and the chain
+    digest before it, so a file of another log or another segment does not
+    pass. Missing: nothing to do.
+    """
+    try:
+        with reading(tmp) as f:
+            data = f.read(len(header) + 1)
+    except FileNotFoundError:
+        return
+    ours = len(data) <= len(header) and all(
+        b in (want, 0) for b, want in zip(data, header, strict=False)
+    )
+    if not ours:
+        raise EventLogError(
+            f"{tmp}: not the temp file this log's format upgrade writes (it does not "
+            "hold this segment's version 2 header); not removing it. Move it away if "
+            "it is not needed, then open the log again"
+        )
+    os.unlink(tmp)
 
 
 _perf_counter = time.perf_counter

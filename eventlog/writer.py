@@ -58,6 +58,7 @@ from .commit import APPEND_AFTER_FSYNC, GroupCommit, _Request
 from .commit import APPEND_AFTER_WRITE as APPEND_AFTER_WRITE
 from .commit import APPEND_BEFORE_WRITE as APPEND_BEFORE_WRITE
 from .commit import BATCH_MID_WRITE as BATCH_MID_WRITE
+from .compact import Compaction
 from .errors import EventLogError, LogClosedError, LogPoisonedError, RecordTooLargeError
 from .files import open_existing, write_file_durably
 from .format import (
@@ -131,7 +132,7 @@ class EventLogStats:
     bytes_written: int
 
 
-class EventLog(GroupCommit, Rotation, Closing):
+class EventLog(GroupCommit, Rotation, Compaction, Closing):
     """An open, locked event log directory: the only thing that appends to it."""
 
     #: How ``open`` checked the last segment (``recovery.Tail``: where the check
@@ -270,6 +271,7 @@ class EventLog(GroupCommit, Rotation, Closing):
         self._wlock = threading.Lock()
         # The mutex protects the request queue, poison and sync bookkeeping.
         self._mutex = threading.Lock()
+        self._compacting = threading.Lock()  # see compact.Compaction
         self._queue: list[_Request] = []
         # The gate the queue's requests after its head sleep on (see _join_queue).
         self._gate: threading.Lock | None = None
@@ -476,7 +478,8 @@ class EventLog(GroupCommit, Rotation, Closing):
                     self._synced_all(began)
             finally:
                 os.close(self._fd)
-                self._lock.release()
+                with self._compacting:  # a compaction in flight ends before the lock is free
+                    self._lock.release()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"last_seq={self._last_seq}"

@@ -33,8 +33,8 @@ is the one the change is checked against); calling a store *command* from it
 raises ``StoreError`` rather than deadlocking. Reads from it are fine.
 
 Opening (``open``/``from_log``'s bodies) is in sandbox/store_open.py, the namespace
-side of commands and the reconciler's records in sandbox/store_netns.py; both keep
-these locks and this order.
+side of commands and the reconciler's records in sandbox/store_netns.py, retention
+(``compact``) in sandbox/store_retention.py; all keep these locks and this order.
 """
 
 from __future__ import annotations
@@ -62,9 +62,11 @@ from sandbox.ownership import NetNSState
 from sandbox.projection import Projection
 from sandbox.reads import Reads, check_id_type
 from sandbox.reconciler import ReconcileReport
+from sandbox.retention import CompactReport, Retention
 from sandbox.sandbox import Sandbox
 from sandbox.status import State, Status
 from sandbox.store_commit import Pipeline
+from sandbox.store_retention import Retaining
 
 if TYPE_CHECKING:
     from sandbox.watch import Watcher
@@ -82,7 +84,7 @@ AFTER_INTENT = crashpoints.register(
 StrPath = str | os.PathLike[str]
 
 
-class Store(Reads, Closing):
+class Store(Reads, Retaining, Closing):
     """containerd's sandbox store, event-sourced. Use ``Store.open``."""
 
     def __init__(
@@ -105,6 +107,9 @@ class Store(Reads, Closing):
         self._cmd = threading.Lock()
         self._read = threading.Lock()
         self._reconcile_lock = threading.Lock()
+        self._retention_lock = threading.Lock()  # sandbox/store_retention.py
+        self.retention: Retention | None = None
+        self.last_compaction: CompactReport | None = None
         # The write side: the command view and store-level group commit.
         self._pipe = Pipeline(log_, projection, self._read)
         self._local = threading.local()
@@ -139,6 +144,7 @@ class Store(Reads, Closing):
         key: bytes | None = None,
         segment_bytes: int | None = None,
         metrics: object | None = None,
+        retention: Retention | None = None,
     ) -> Store:
         """Open (or create) the store in ``state_dir``: take the writer lock, replay
         (newest valid snapshot + tail), reconcile namespaces, return.
@@ -154,8 +160,9 @@ class Store(Reads, Closing):
         ``netns_dir``: None means the one the log recorded (sandbox/netnsdir.py),
         else ``/var/run/netns``; a new log records it. Naming a dir other than the
         recorded one raises ``NetNSDirMismatchError`` (a StoreError) naming it.
+        ``retention`` (``sandbox.retention.Retention``): each ``snapshot()`` then compacts.
         """
-        return store_open.open_store(
+        store = store_open.open_store(
             cls,
             state_dir,
             netns_dir=netns_dir,
@@ -165,6 +172,8 @@ class Store(Reads, Closing):
             segment_bytes=segment_bytes,
             metrics=metrics,
         )
+        store.retention = retention
+        return store
 
     @classmethod
     def from_log(
@@ -420,9 +429,11 @@ class Store(Reads, Closing):
             position = eventlog.end_position(self.state_dir, seq, head)
             with self._read:
                 data = snapshot.encode(self._proj, head, position, key=self._key)
-        path = snapshot.write_snapshot(self.state_dir, seq, data)
+        keep = self._snapshots_to_keep(snapshot.KEEP)
+        path = snapshot.write_snapshot(self.state_dir, seq, data, keep=keep)
         if self._metrics is not None:
             self._metrics.on_snapshot(time.perf_counter() - began)
+        self._retain_after_snapshot()  # with open(retention=...): compact
         return path
 
     # -- watching ---------------------------------------------------------------
