@@ -53,29 +53,17 @@ class Follower(Closing):
 
     def __init__(
         self,
-        state_dir: str | os.PathLike[str],
-        *,
-        from_seq: int | None = None,
-        key: bytes | None = None,
-        netns_dir: str = DEFAULT_NETNS_DIR,
-        poll_interval: float = 1.0,
-        on_event: Callback | None = None,
-        stop: threading.Event | None = None,
+        view: StoreView,
+        records: eventlog.Follower,
+        stop: threading.Event,
+        on_event: Callback | None,
     ) -> None:
-        d = check_state_dir(state_dir)
-        if from_seq is not None and from_seq < 1:
-            raise ValueError(f"from_seq must be >= 1, got {from_seq}")
-        # The state just before the first record to report: with from_seq the
-        # history from there on is reported too, then the live tail.
-        upto = None if from_seq is None else from_seq - 1
-        self.view: StoreView = load(d, upto_seq=upto, key=key, netns_dir=netns_dir)
-        self._stop = stop if stop is not None else threading.Event()
+        self.view = view
+        self._stop = stop
         self._callbacks: list[Callback] = [on_event] if on_event is not None else []
         self._thread: threading.Thread | None = None
-        self._records = eventlog.follow(
-            d, self.view.seq + 1, key=key, stop=self._stop, poll_interval=poll_interval
-        )
-        self._names: dict[str, str] = {sb.id: sb.name for sb in self.view.list()}
+        self._records = records
+        self._names: dict[str, str] = {sb.id: sb.name for sb in view.list()}
         self.error: BaseException | None = None
         #: Held while a record is folded into ``view``: hold it to read the view
         #: from another thread.
@@ -159,12 +147,13 @@ def follow(
     iteration (the same as ``request_stop``; set it before the follower exists
     to cover the initial load, as ``sandboxctl follow`` does for Ctrl-C).
     """
-    return Follower(
-        state_dir,
-        from_seq=from_seq,
-        key=key,
-        netns_dir=netns_dir,
-        poll_interval=poll_interval,
-        on_event=on_event,
-        stop=stop,
-    )
+    d = check_state_dir(state_dir)
+    if from_seq is not None and from_seq < 1:
+        raise ValueError(f"from_seq must be >= 1, got {from_seq}")
+    # The state just before the first record to report: with from_seq the
+    # history from there on is reported too, then the live tail.
+    upto = None if from_seq is None else from_seq - 1
+    view = load(d, upto_seq=upto, key=key, netns_dir=netns_dir)
+    stop = stop if stop is not None else threading.Event()
+    records = eventlog.follow(d, view.seq + 1, key=key, stop=stop, poll_interval=poll_interval)
+    return Follower(view, records, stop, on_event)

@@ -328,45 +328,66 @@ class Codec:
         appended to ``ignored`` when it is given."""
         acc: dict[str, Any] = {}
         if doc is not None:  # Go: null into a struct changes nothing
-            self._into(self._plans[name], doc, acc, path, ignored, 0)
+            _Decoding(self._plans, ignored).into(self._plans[name], doc, acc, path)
         return self._build(self._plans[name], acc)
 
-    def _into(
-        self,
-        plan: MessagePlan,
-        doc: object,
-        acc: dict[str, Any],
-        path: str,
-        ignored: list[str] | None,
-        depth: int,
-    ) -> None:
+    def _build(self, plan: MessagePlan, acc: dict[str, Any]) -> Any:
+        for fp in plan.fields:
+            value = acc.get(fp.attr)
+            if fp.kind == "message":
+                if value is not None:
+                    acc[fp.attr] = self._build(self._plans[fp.message], value)
+            elif fp.kind == "msglist":
+                if value is None:
+                    acc[fp.attr] = ()
+                else:
+                    sub = self._plans[fp.message]
+                    acc[fp.attr] = tuple(self._build(sub, item) for item in value)
+            elif fp.kind == "map":
+                acc[fp.attr] = () if value is None else tuple(sorted(value.items()))
+            elif fp.kind == "list" and value is None and fp.attr in acc:
+                acc[fp.attr] = ()
+        builder = self._builders.get(plan.name)
+        if builder is None:
+            builder = self._builders[plan.name] = self._builder_for(plan.name)
+        return builder(acc)
+
+
+class _Decoding:
+    """One ``Codec.decode``'s walk through a document: the message plans, the list
+    unknown keys' paths go to (None: not asked for), and how many messages deep
+    the walk is (each level is a Python frame: the depth is bounded)."""
+
+    def __init__(self, plans: Mapping[str, MessagePlan], ignored: list[str] | None) -> None:
+        self._plans = plans
+        self._ignored = ignored
+        self._depth = 0
+
+    def into(self, plan: MessagePlan, doc: object, acc: dict[str, Any], path: str) -> None:
+        """Decode ``doc`` into ``acc``, which holds what earlier keys for it built."""
         if not isinstance(doc, Mapping):
             raise InvalidConfigError(
                 f"{path or plan.name}: expected a JSON object, got {jtype(doc)}"
             )
-        if depth > MAX_DEPTH:
+        if self._depth > MAX_DEPTH:
             raise InvalidConfigError(f"{path or plan.name}: nested too deeply")
-        for key, value in pairs(doc):
-            if not isinstance(key, str):
-                raise InvalidConfigError(f"{path or plan.name}: a key is not a string: {key!r}")
-            fp = plan.exact.get(key)
-            if fp is None:
-                fp = plan.folded.get(fold(key))
+        self._depth += 1
+        try:
+            for key, value in pairs(doc):
+                if not isinstance(key, str):
+                    raise InvalidConfigError(f"{path or plan.name}: a key is not a string: {key!r}")
+                fp = plan.exact.get(key)
                 if fp is None:
-                    if ignored is not None:
-                        ignored.append(_join(path, key))
-                    continue
-            self._field(fp, value, acc, _join(path, key), ignored, depth)
+                    fp = plan.folded.get(fold(key))
+                    if fp is None:
+                        if self._ignored is not None:
+                            self._ignored.append(_join(path, key))
+                        continue
+                self._field(fp, value, acc, _join(path, key))
+        finally:
+            self._depth -= 1
 
-    def _field(
-        self,
-        fp: FieldPlan,
-        value: object,
-        acc: dict[str, Any],
-        where: str,
-        ignored: list[str] | None,
-        depth: int,
-    ) -> None:
+    def _field(self, fp: FieldPlan, value: object, acc: dict[str, Any], where: str) -> None:
         kind = fp.kind
         if value is None:
             # Go: null leaves a scalar alone and clears a pointer, slice or map.
@@ -387,9 +408,9 @@ class Codec:
             sub = acc.get(fp.attr)
             if sub is None:
                 sub = acc[fp.attr] = {}
-            self._into(self._plans[fp.message], value, sub, where, ignored, depth + 1)
+            self.into(self._plans[fp.message], value, sub, where)
         elif kind == "msglist":
-            acc[fp.attr] = self._msglist(fp, value, acc.get(fp.attr), where, ignored, depth)
+            acc[fp.attr] = self._msglist(fp, value, acc.get(fp.attr), where)
         elif kind == "list":
             acc[fp.attr] = self._list(fp, value, acc.get(fp.attr), where)
         else:  # map
@@ -414,13 +435,7 @@ class Codec:
         return tuple(out)
 
     def _msglist(
-        self,
-        fp: FieldPlan,
-        value: object,
-        old: list[dict[str, Any]] | None,
-        where: str,
-        ignored: list[str] | None,
-        depth: int,
+        self, fp: FieldPlan, value: object, old: list[dict[str, Any]] | None, where: str
     ) -> list[dict[str, Any]]:
         # Go decodes element i into element i of a slice it already filled
         # (a duplicate key), then cuts the slice to the new length.
@@ -431,7 +446,7 @@ class Codec:
             if item is None:
                 sub = {}  # Go stores a nil element; it is kept as an empty message here
             else:
-                self._into(plan, item, sub, f"{where}[{i}]", ignored, depth + 1)
+                self.into(plan, item, sub, f"{where}[{i}]")
             out.append(sub)
         return out
 
@@ -450,27 +465,6 @@ class Codec:
             else:
                 out[key] = check_scalar(fp.scalar, item, f"{where}[{key!r}]", repair=True)
         return out
-
-    def _build(self, plan: MessagePlan, acc: dict[str, Any]) -> Any:
-        for fp in plan.fields:
-            value = acc.get(fp.attr)
-            if fp.kind == "message":
-                if value is not None:
-                    acc[fp.attr] = self._build(self._plans[fp.message], value)
-            elif fp.kind == "msglist":
-                if value is None:
-                    acc[fp.attr] = ()
-                else:
-                    sub = self._plans[fp.message]
-                    acc[fp.attr] = tuple(self._build(sub, item) for item in value)
-            elif fp.kind == "map":
-                acc[fp.attr] = () if value is None else tuple(sorted(value.items()))
-            elif fp.kind == "list" and value is None and fp.attr in acc:
-                acc[fp.attr] = ()
-        builder = self._builders.get(plan.name)
-        if builder is None:
-            builder = self._builders[plan.name] = self._builder_for(plan.name)
-        return builder(acc)
 
 
 def _zero(fp: FieldPlan) -> Any:

@@ -40,16 +40,22 @@ def _show(value: str, limit: int = 80) -> str:
     return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} chars)"
 
 
+def _text(value: object, what: str, max_length: int) -> str:
+    """``value`` if it is a str of 1..``max_length`` characters, else ``InvalidIDError``."""
+    if not isinstance(value, str):
+        raise InvalidIDError(f"{what} must be a str, got {type(value).__name__}")
+    if not value:
+        raise InvalidIDError(f"{what} must not be empty")
+    if len(value) > max_length:
+        raise InvalidIDError(
+            f"{what} {_show(value)} is {len(value)} characters; at most {max_length} allowed"
+        )
+    return value
+
+
 def validate_id(value: object) -> str:
     """Return ``value`` if it is a valid sandbox id, else raise ``InvalidIDError``."""
-    if not isinstance(value, str):
-        raise InvalidIDError(f"sandbox id must be a str, got {type(value).__name__}")
-    if not value:
-        raise InvalidIDError("sandbox id must not be empty")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidIDError(
-            f"sandbox id {_show(value)} is {len(value)} characters; at most {MAX_ID_LENGTH} allowed"
-        )
+    value = _text(value, "sandbox id", MAX_ID_LENGTH)
     # Fast path: the usual id is lowercase hex / ASCII word characters.
     if value.isascii() and value.isprintable() and " " not in value and "/" not in value:
         return value
@@ -68,15 +74,7 @@ def validate_id(value: object) -> str:
 
 def validate_name(value: object) -> str:
     """Return ``value`` if it is a valid sandbox name, else raise ``InvalidIDError``."""
-    if not isinstance(value, str):
-        raise InvalidIDError(f"sandbox name must be a str, got {type(value).__name__}")
-    if not value:
-        raise InvalidIDError("sandbox name must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise InvalidIDError(
-            f"sandbox name {_show(value)} is {len(value)} characters; "
-            f"at most {MAX_NAME_LENGTH} allowed"
-        )
+    value = _text(value, "sandbox name", MAX_NAME_LENGTH)
     if "\x00" in value:
         raise InvalidIDError(f"sandbox name {_show(value)} contains NUL")
     if not value.isascii():

@@ -14,7 +14,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import eventlog
 from replay import output
@@ -38,7 +38,6 @@ __all__ = [
     "POD_ID_WIDTH",
     "STATE_DIR_ENV",
     "AddCommand",
-    "add_output",
     "id_arg",
     "key_from_args",
     "load_view",
@@ -66,21 +65,46 @@ ACTOR = "sandboxctl"
 POD_ID_WIDTH = 13  # crictl's truncated id length
 
 
-class AddCommand(Protocol):
-    """Adds one command's parser with the global options (``parser.build_parser``'s).
+class AddCommand:
+    """Adds one command's parser with what every command has: its help as
+    description, the global options (``add_globals``: ``parser.build_parser``'s),
+    ``-o`` and ``func``, the function that runs it.
 
-    ``subparsers`` is argparse's sub-command action, for the builders of the
-    fleet, the crash harness and the benchmarks, which add their own parsers.
+    ``stream``: ``-o`` also takes jsonl (the commands that print a stream);
+    ``output``: ``-o``'s default. ``subparsers`` is argparse's sub-command
+    action, for the builders of the fleet, the crash harness and the
+    benchmarks, which add their own parsers.
     """
 
-    subparsers: Any
+    def __init__(
+        self,
+        subparsers: Any,
+        add_globals: Callable[[argparse.ArgumentParser, Sequence[str]], None],
+    ) -> None:
+        self.subparsers = subparsers
+        self._add_globals = add_globals
 
     def __call__(
-        self, name: str, help_: str, *, aliases: Sequence[str] = (), shown: Sequence[str] = ()
-    ) -> argparse.ArgumentParser: ...
+        self,
+        name: str,
+        help_: str,
+        func: Callable[[argparse.Namespace], int],
+        *,
+        aliases: Sequence[str] = (),
+        shown: Sequence[str] = (),
+        stream: bool = False,
+        output: str = "table",
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = self.subparsers.add_parser(
+            name, help=help_, description=help_, aliases=list(aliases)
+        )
+        self._add_globals(p, shown)
+        _add_output(p, stream=stream, default=output)
+        p.set_defaults(func=func)
+        return p
 
 
-def add_output(
+def _add_output(
     parser: argparse.ArgumentParser, *, stream: bool = False, default: str = "table"
 ) -> None:
     """``-o``: table|json, and jsonl for the commands that print a stream."""

@@ -25,7 +25,6 @@ from replay.audit import AuditEntry, audit
 from replay.cli.common import (
     ALL_NODES,
     AddCommand,
-    add_output,
     id_arg,
     key_from_args,
     load_view,
@@ -59,7 +58,7 @@ __all__ = [
 
 def add_history_commands(command: AddCommand) -> None:
     """audit, history, diff, follow, log."""
-    p = command("audit", "the audit trail: who changed what, when, where")
+    p = command("audit", "the audit trail: who changed what, when, where", cmd_audit, stream=True)
     p.add_argument(
         "--sandbox", metavar="ID", help="one sandbox (id or unique prefix; deleted ones too)"
     )
@@ -73,25 +72,23 @@ def add_history_commands(command: AddCommand) -> None:
         metavar="T",
         help="only this event type (repeatable, or comma-separated)",
     )
-    add_output(p, stream=True)
-    p.set_defaults(func=cmd_audit)
 
-    p = command("history", "the pods as they were after event SEQ or at time TIME")
+    p = command("history", "the pods as they were after event SEQ or at time TIME", cmd_history)
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--upto", type=seq_arg, metavar="SEQ", help="after this event")
     group.add_argument("--at", metavar="TIME", help="as of this time (RFC 3339, unix seconds, 10m)")
     p.add_argument("--no-trunc", action="store_true", help="show whole ids")
-    add_output(p)
-    p.set_defaults(func=cmd_history)
 
-    p = command("diff", "what changed between two points (seq numbers, or @unix / RFC 3339 / 10m)")
+    p = command(
+        "diff", "what changed between two points (seq numbers, or @unix / RFC 3339 / 10m)", cmd_diff
+    )
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("--no-trunc", action="store_true", help="show whole ids")
-    add_output(p)
-    p.set_defaults(func=cmd_diff)
 
-    p = command("follow", "print each event as it is written (Ctrl-C ends)")
+    p = command(
+        "follow", "print each event as it is written (Ctrl-C ends)", cmd_follow, stream=True
+    )
     p.add_argument(
         "--from", dest="from_seq", type=seq_arg, metavar="SEQ", help="start with this past event"
     )
@@ -102,14 +99,10 @@ def add_history_commands(command: AddCommand) -> None:
         help="serve Prometheus metrics (records followed, lag, sandboxes by state) on "
         "http://HOST:PORT/metrics (needs the metrics extra; docs/METRICS.md)",
     )
-    add_output(p, stream=True)
-    p.set_defaults(func=cmd_follow)
 
-    p = command("log", "dump the log's records: seq, time, type, id, digest")
+    p = command("log", "dump the log's records: seq, time, type, id, digest", cmd_log, stream=True)
     p.add_argument("--from", dest="from_seq", type=seq_arg, default=1, metavar="SEQ")
     p.add_argument("--to", dest="to_seq", type=seq_arg, default=None, metavar="SEQ")
-    add_output(p, stream=True)
-    p.set_defaults(func=cmd_log)
 
 
 # -- audit and follow -----------------------------------------------------------------------

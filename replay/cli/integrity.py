@@ -18,7 +18,6 @@ from replay import output
 from replay.cli.common import (
     ACTOR,
     AddCommand,
-    add_output,
     key_from_args,
     netns_dir,
     node,
@@ -47,38 +46,35 @@ __all__ = [
 
 def add_integrity_commands(command: AddCommand) -> None:
     """reconcile, snapshot, verify, repair, head."""
-    p = command("reconcile", "make the network namespaces match the log; print what was done")
-    add_output(p)
-    p.set_defaults(func=cmd_reconcile)
+    command(
+        "reconcile", "make the network namespaces match the log; print what was done", cmd_reconcile
+    )
 
-    p = command("snapshot", "write a snapshot of the current state (faster opens)")
-    add_output(p)
-    p.set_defaults(func=cmd_snapshot)
+    command("snapshot", "write a snapshot of the current state (faster opens)", cmd_snapshot)
 
     p = command(
         "verify",
         "check checksums, chain, seqs, every transition and the snapshots",
+        cmd_verify,
         shown=["--key-file"],
     )
     p.add_argument(
         "--head", metavar="H", help="a chain head recorded earlier: the log must still extend it"
     )
-    add_output(p)
-    p.set_defaults(func=cmd_verify)
 
     p = command(
         "repair",
         "show log damage that needs a person; with --cut, cut the log before it "
         "(cut bytes kept as .broken files) and record the repair",
+        cmd_repair,
         shown=["--key-file"],
     )
     p.add_argument("--cut", action="store_true", help="do the cut (without it nothing is changed)")
-    add_output(p)
-    p.set_defaults(func=cmd_repair)
 
     p = command(
         "compact",
         "drop (or archive) the log segments wholly before the oldest kept snapshot",
+        cmd_compact,
         shown=["--key-file"],
     )
     p.add_argument(
@@ -88,12 +84,10 @@ def add_integrity_commands(command: AddCommand) -> None:
     p.add_argument(
         "--force", action="store_true", help="also drop records the shipper has not had acked"
     )
-    add_output(p)
-    p.set_defaults(func=cmd_compact)
 
-    p = command("head", "print the current chain head (hex), to keep for a later verify --head")
-    add_output(p)
-    p.set_defaults(func=cmd_head)
+    command(
+        "head", "print the current chain head (hex), to keep for a later verify --head", cmd_head
+    )
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from replay.cli.common import ALL_NODES, DEFAULT_LOCK_TIMEOUT, DEFAULT_STREAM, STATE_DIR_ENV
+from replay.cli.common import (
+    ALL_NODES,
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_STREAM,
+    STATE_DIR_ENV,
+    AddCommand,
+)
 from replay.cli.exits import EXIT_USAGE, PROG, exit_codes_text
 from replay.cli.history import add_history_commands
 from replay.cli.integrity import add_integrity_commands
@@ -90,22 +96,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-class _AddCommand:
-    """``common.AddCommand``: a command's parser, its help as description, the globals."""
-
-    def __init__(self, subparsers: Any) -> None:
-        self.subparsers = subparsers
-
-    def __call__(
-        self, name: str, help_: str, *, aliases: Sequence[str] = (), shown: Sequence[str] = ()
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = self.subparsers.add_parser(
-            name, help=help_, description=help_, aliases=list(aliases)
-        )
-        _add_globals(p, top=False, shown=shown)
-        return p
-
-
 def build_parser(*, lazy: bool = False, argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The whole command line (also used by the docs test that checks docs/CLI.md).
 
@@ -127,7 +117,7 @@ def build_parser(*, lazy: bool = False, argv: Sequence[str] = ()) -> argparse.Ar
     )
     _add_globals(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CLIParser)
-    command = _AddCommand(sub)
+    command = AddCommand(sub, lambda p, shown: _add_globals(p, top=False, shown=shown))
     add_pod_commands(command)
     add_integrity_commands(command)
     add_history_commands(command)

@@ -20,7 +20,7 @@ import attrs
 import eventlog
 from replay import output
 from replay.argtypes import read_input
-from replay.cli.common import AddCommand, add_output, id_arg, load_view, short, writer
+from replay.cli.common import AddCommand, id_arg, load_view, short, writer
 from replay.cli.exits import EXIT_OK, PROG
 from replay.errors import InvalidInputError
 from replay.timespec import ago, format_time
@@ -49,13 +49,15 @@ __all__ = [
 
 def add_pod_commands(command: AddCommand) -> None:
     """run, pods (ls), inspect, stop, rm."""
-    p = command("run", "create a pod sandbox from a CRI PodSandboxConfig JSON file; prints its id")
+    p = command(
+        "run", "create a pod sandbox from a CRI PodSandboxConfig JSON file; prints its id", cmd_run
+    )
     p.add_argument("config", metavar="POD_CONFIG.json", help="pod config as crictl runp takes it")
     p.add_argument("--netns", action="store_true", help="give it a new network namespace")
-    add_output(p)
-    p.set_defaults(func=cmd_run)
 
-    p = command("pods", "list pod sandboxes (newest first, as crictl pods)", aliases=["ls"])
+    p = command(
+        "pods", "list pod sandboxes (newest first, as crictl pods)", cmd_pods, aliases=["ls"]
+    )
     p.add_argument("--name", help="only pods whose name contains this")
     p.add_argument("--namespace", help="only pods in this namespace")
     p.add_argument(
@@ -70,23 +72,22 @@ def add_pod_commands(command: AddCommand) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only pod ids")
     p.add_argument("--no-trunc", action="store_true", help="show whole ids")
-    add_output(p)
-    p.set_defaults(func=cmd_pods)
 
-    p = command("inspect", "show one pod sandbox in detail (metadata as containerd stores it)")
+    p = command(
+        "inspect",
+        "show one pod sandbox in detail (metadata as containerd stores it)",
+        cmd_inspect,
+        output="json",
+    )
     p.add_argument("id", metavar="ID", help="id or unique id prefix")
-    add_output(p, default="json")
-    p.set_defaults(func=cmd_inspect)
 
-    p = command("stop", "stop a pod sandbox: READY/UNKNOWN -> NOTREADY; removes its netns")
+    p = command(
+        "stop", "stop a pod sandbox: READY/UNKNOWN -> NOTREADY; removes its netns", cmd_stop
+    )
     p.add_argument("id", metavar="ID", help="id or unique id prefix")
-    add_output(p)
-    p.set_defaults(func=cmd_stop)
 
-    p = command("rm", "remove a pod sandbox (and its network namespace)")
+    p = command("rm", "remove a pod sandbox (and its network namespace)", cmd_rm)
     p.add_argument("id", metavar="ID", help="id or unique id prefix")
-    add_output(p)
-    p.set_defaults(func=cmd_rm)
 
 
 # -- how a pod is shown -----------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from replay.cli.common import AddCommand, add_output
+from replay.cli.common import AddCommand
 from replay.crash.commands import add_crashtest_parser
 from replay.fleet.config import SHIP_HELP
 
@@ -31,12 +31,11 @@ def add_tool_commands(command: AddCommand, *, build_now: Callable[[str], bool]) 
     p = command(
         "demo",
         "run a short end-to-end scenario (pods, a crash, recovery, reconcile, verify, audit)",
+        cmd_demo,
         shown=["--state-dir"],
     )
     p.add_argument("--force", action="store_true", help="wipe a previous demo's state dir first")
     p.add_argument("--no-netns", action="store_true", help="run without network namespaces")
-    add_output(p)
-    p.set_defaults(func=cmd_demo)
 
     sub = command.subparsers
     if build_now("ship"):

@@ -5,10 +5,11 @@ this module owns what the fleet commands accept and print, so the CLI only
 has to call ``add_ship_parser(subparsers)`` and hand ``args`` over.
 
 Options that are also global (``--state-dir``, ``--nats``, ``--stream``,
-``--node``) are declared here with ``default=argparse.SUPPRESS``: argparse
-copies a sub-command's defaults over the values the global parser already
-parsed, so a plain default would silently undo ``sandboxctl --nats URL
-ship``. Values are read with ``getattr(args, name, None)``.
+``--node``, ``--key-file``) are declared here with
+``default=argparse.SUPPRESS``: argparse copies a sub-command's defaults over
+the values the global parser already parsed, so a plain default would
+silently undo ``sandboxctl --nats URL ship``. Values are read with
+``getattr(args, name, None)``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from eventlog.errors import CorruptLogError, EventLogError
 from replay import output
@@ -80,32 +83,33 @@ def add_ship_arguments(parser: argparse.ArgumentParser) -> None:
     _add_run_options(parser)
 
 
+#: What to ship and where (option, metavar, help): all also global options of
+#: the CLI, so their defaults are SUPPRESSed (see the module docstring).
+_TARGET_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("--state-dir", "DIR", f"the node's state dir (default ${STATE_DIR_ENV})"),
+    ("--nats", "URL", "NATS server URL; several comma-separated for a cluster (required)"),
+    ("--stream", "NAME", f"JetStream stream name (default {DEFAULT_STREAM})"),
+    ("--node", "NODE", "this node's id, the subject's last token (default: the hostname)"),
+    ("--key-file", "FILE", "the chain key of a keyed log (raw bytes)"),
+)
+
+
+#: ShipConfig's defaults, which are the options' too.
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in attrs.fields(ShipConfig)}
+
+
+def _add_seconds(parser: argparse.ArgumentParser, option: str, text: str) -> None:
+    """A duration in seconds; its default is ShipConfig's, and the help says it."""
+    default = _DEFAULTS[option.removeprefix("--").replace("-", "_")]
+    parser.add_argument(
+        option, type=float, default=default, metavar="SECONDS", help=f"{text} (default {default:g})"
+    )
+
+
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    """Where to ship: the server, stream, node id and the log's key."""
-    parser.add_argument(
-        "--nats",
-        default=argparse.SUPPRESS,
-        metavar="URL",
-        help="NATS server URL; several comma-separated for a cluster (required)",
-    )
-    parser.add_argument(
-        "--stream",
-        default=argparse.SUPPRESS,
-        metavar="NAME",
-        help=f"JetStream stream name (default {DEFAULT_STREAM})",
-    )
-    parser.add_argument(
-        "--node",
-        default=argparse.SUPPRESS,
-        metavar="NODE",
-        help="this node's id, the subject's last token (default: the hostname)",
-    )
-    parser.add_argument(
-        "--key-file",
-        default=argparse.SUPPRESS,
-        metavar="FILE",
-        help="the chain key of a keyed log (raw bytes)",
-    )
+    """What to ship and where: the state dir, the server, stream, node id and the log's key."""
+    for option, metavar, text in _TARGET_OPTIONS:
+        parser.add_argument(option, default=argparse.SUPPRESS, metavar=metavar, help=text)
 
 
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -114,57 +118,36 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window",
         type=int,
-        default=256,
-        help="un-acked publishes in flight at most (default 256)",
+        default=_DEFAULTS["window"],
+        help=f"un-acked publishes in flight at most (default {_DEFAULTS['window']})",
     )
-    parser.add_argument(
-        "--ack-timeout",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="an ack slower than this breaks the connection (default 5)",
-    )
-    parser.add_argument(
+    _add_seconds(parser, "--ack-timeout", "an ack slower than this breaks the connection")
+    _add_seconds(
+        parser,
         "--backoff-max",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="longest wait between reconnects (default 5; starts at 0.1 and doubles)",
+        f"longest wait between reconnects; waits start at {_DEFAULTS['backoff_initial']:g} "
+        "and double",
     )
-    parser.add_argument(
-        "--give-up-after",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="exit 3 after this long without a working connection (default 3600)",
-    )
+    _add_seconds(parser, "--give-up-after", "exit 10 after this long without a working connection")
 
 
 def _add_stream_options(parser: argparse.ArgumentParser) -> None:
     """The stream ship creates when it is missing."""
-    parser.add_argument(
-        "--duplicate-window",
-        type=float,
-        default=120.0,
-        metavar="SECONDS",
-        help="de-duplication window of the stream when ship creates it (default 120)",
+    _add_seconds(
+        parser, "--duplicate-window", "de-duplication window of the stream when ship creates it"
     )
     parser.add_argument(
         "--replicas",
         type=int,
-        default=1,
+        default=_DEFAULTS["replicas"],
         help="replicas of the stream when ship creates it (3 on a cluster)",
     )
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """How ship runs and reports: polling, --once, metrics, output."""
-    parser.add_argument(
-        "--poll-interval",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="re-read the log this often even without a file-change wake-up (default 1)",
+    _add_seconds(
+        parser, "--poll-interval", "re-read the log this often even without a file-change wake-up"
     )
     parser.add_argument(
         "--once",
@@ -202,12 +185,6 @@ def add_ship_parser(subparsers: Any) -> None:
         description=SHIP_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--state-dir",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help=f"the node's state dir (default ${STATE_DIR_ENV})",
-    )
     add_ship_arguments(parser)
     parser.set_defaults(func=run_ship)
 
@@ -218,11 +195,6 @@ def ship_main(argv: list[str] | None = None) -> int:
         prog="python -m replay.fleet.ship",
         description="Ship a node's sandbox event log to a NATS JetStream stream.",
     )
-    parser.add_argument(
-        "--state-dir",
-        default=argparse.SUPPRESS,
-        help="the node's state dir (default: $SANDBOXCTL_STATE_DIR)",
-    )
     add_ship_arguments(parser)
     args = parser.parse_args(argv)
     return run_ship(args)
@@ -231,6 +203,10 @@ def ship_main(argv: list[str] | None = None) -> int:
 def _state_dir(args: argparse.Namespace) -> str | None:
     value = getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV)
     return str(value) if value else None
+
+
+def _given(args: argparse.Namespace, name: str) -> Any:
+    return getattr(args, name, _DEFAULTS[name])
 
 
 def ship_config(args: argparse.Namespace) -> ShipConfig:
@@ -251,14 +227,14 @@ def ship_config(args: argparse.Namespace) -> ShipConfig:
         node=getattr(args, "node", None) or hostname_node(),
         key=_key(args),
         creds=getattr(args, "creds", None),
-        window=getattr(args, "window", 256),
-        ack_timeout=getattr(args, "ack_timeout", 5.0),
-        backoff_max=max(0.1, getattr(args, "backoff_max", 5.0)),
-        give_up_after=getattr(args, "give_up_after", 3600.0),
-        duplicate_window=getattr(args, "duplicate_window", 120.0),
-        replicas=getattr(args, "replicas", 1),
-        once=bool(getattr(args, "once", False)),
-        poll_interval=getattr(args, "poll_interval", 1.0),
+        window=_given(args, "window"),
+        ack_timeout=_given(args, "ack_timeout"),
+        backoff_max=max(_DEFAULTS["backoff_initial"], _given(args, "backoff_max")),
+        give_up_after=_given(args, "give_up_after"),
+        duplicate_window=_given(args, "duplicate_window"),
+        replicas=_given(args, "replicas"),
+        once=bool(_given(args, "once")),
+        poll_interval=_given(args, "poll_interval"),
     )
 
 

@@ -20,8 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import attrs
 import pytest
@@ -30,6 +29,7 @@ from fleet_support import wait_for
 from nats.js import api
 from nats.js.client import JetStreamContext
 
+from eventlog.closing import Closing
 from replay.fleet.natsserver import (
     LocalNatsServer,
     NatsServerError,
@@ -66,7 +66,7 @@ def _free_ports(count: int) -> list[int]:
 
 
 @attrs.define
-class LocalNatsCluster:
+class LocalNatsCluster(Closing):
     """``size`` ``nats-server -js`` processes routed into one cluster on 127.0.0.1."""
 
     servers: list[LocalNatsServer]
@@ -123,21 +123,13 @@ class LocalNatsCluster:
             with contextlib.suppress(Exception):
                 s.kill()
 
-    def __enter__(self) -> LocalNatsCluster:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
             self.close()
             raise
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- questions to the cluster (None / False when it cannot answer right now) ----------
 

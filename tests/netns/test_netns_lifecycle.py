@@ -214,17 +214,13 @@ def test_new_from_many_threads(netns_dir: Path) -> None:
     made: list[NetNS] = []
     lock = threading.Lock()
 
-    def worker() -> None:
+    def worker(_i: int) -> None:
         for _ in range(5):
             ns = NetNS.new(netns_dir)
             with lock:
                 made.append(ns)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(4, worker)
     try:
         assert len({ns.path for ns in made}) == 20
         assert all(not ns.closed() for ns in made)

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 import pytest
-from support import MakeSandbox, OpenStore
+from support import MakeSandbox, OpenStore, run_threads
 
 import eventlog
 from eventlog.reader import SegmentWalk
@@ -74,10 +74,9 @@ def test_snapshot_records_its_position_and_open_uses_it(
     assert info.position == eventlog.end_position(state_dir, store.last_seq, store.head)
     _populate(store, make_sandbox, 30, 12)
     live = store.projection()
-    netns_dir = store.netns_dir
     assert len(list(state_dir.glob("*.log"))) > 2
     store.close()
-    with Store.open(state_dir, netns_dir=netns_dir, durability="none") as again:
+    with Store.open(state_dir, durability="none") as again:
         assert again.load_result is not None and again.load_result.snapshot == path
         assert again.load_result.replayed == live.last_seq - info.seq
         assert again.projection() == live
@@ -99,7 +98,6 @@ def test_a_wrong_position_falls_back_and_still_gives_the_right_state(
     path = store.snapshot()
     _populate(store, make_sandbox, 20, 10)
     live = store.projection()
-    netns_dir = store.netns_dir
     store.close()
     pos = snap.read_snapshot_info(path).position
     assert pos is not None
@@ -115,7 +113,7 @@ def test_a_wrong_position_falls_back_and_still_gives_the_right_state(
         "none": None,
     }[damage]
     _rewrite_position(path, wrong)
-    with Store.open(state_dir, netns_dir=netns_dir, durability="none") as again:
+    with Store.open(state_dir, durability="none") as again:
         assert again.load_result is not None
         assert again.load_result.snapshot == path  # still used: its digest matches
         assert again.projection() == live
@@ -136,10 +134,9 @@ def test_a_position_into_a_rewritten_log_is_refused(
     foreign = a.snapshot()
     assert b.last_seq >= a.last_seq
     live_b = b.projection()
-    netns_dir = b.netns_dir
     b.close()
     shutil.copy(foreign, two / os.path.basename(foreign))
-    with Store.open(two, netns_dir=netns_dir, durability="none") as again:
+    with Store.open(two, durability="none") as again:
         assert again.load_result is not None and again.load_result.snapshot is None
         assert "different history" in again.load_result.skipped[0][1]
         assert again.projection() == live_b
@@ -156,7 +153,6 @@ def test_a_snapshot_past_a_torn_tail_that_recovery_cut(
     kept_state = store.projection()
     _populate(store, make_sandbox, 10, 4)
     path = store.snapshot()
-    netns_dir = store.netns_dir
     store.close()
     # The power loss: every byte after ``kept`` never reached the disk.
     seg = state_dir / kept.segment
@@ -164,7 +160,7 @@ def test_a_snapshot_past_a_torn_tail_that_recovery_cut(
     with seg.open("r+b") as f:
         f.seek(kept.offset)
         f.write(bytes(size - kept.offset))
-    with Store.open(state_dir, netns_dir=netns_dir, durability="none") as again:
+    with Store.open(state_dir, durability="none") as again:
         assert again.last_seq == kept.seq
         assert again.load_result is not None and again.load_result.snapshot is None
         assert "beyond the log" in again.load_result.skipped[0][1]
@@ -173,10 +169,10 @@ def test_a_snapshot_past_a_torn_tail_that_recovery_cut(
         live = again.projection()
     snap_seq = snap.read_snapshot_info(path).seq
     assert live.last_seq > snap_seq
-    with Store.open(state_dir, netns_dir=netns_dir, durability="none") as again:
+    with Store.open(state_dir, durability="none") as again:
         assert again.load_result is not None
         assert path in [p for p, _why in again.load_result.skipped]
-        assert again.projection() == live == _replayed(state_dir, netns_dir)
+        assert again.projection() == live == _replayed(state_dir, again.netns_dir)
 
 
 def test_version_1_snapshots_still_load(
@@ -189,9 +185,8 @@ def test_version_1_snapshots_still_load(
     assert Path(path).read_bytes()[8:10] == b"\x00\x01"
     _populate(store, make_sandbox, 10, 3)
     live = store.projection()
-    netns_dir = store.netns_dir
     store.close()
-    with Store.open(state_dir, netns_dir=netns_dir, durability="none") as again:
+    with Store.open(state_dir, durability="none") as again:
         assert again.load_result is not None and again.load_result.snapshot == path
         assert again.projection() == live
 
@@ -267,28 +262,21 @@ def test_concurrent_snapshots_do_not_collide(
 ) -> None:
     """Threads snapshotting at the same seq: each writes its own temp file and
     no prune removes another's write in flight."""
-    import threading
-
     store = open_store(state_dir, durability="none")
     _populate(store, make_sandbox, 0, 10)
     errors: list[BaseException] = []
 
-    def snapshots() -> None:
+    def snapshots(_i: int) -> None:
         try:
             for _ in range(25):
                 store.snapshot()
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=snapshots) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(4, snapshots)
     assert errors == []
     assert not [p for p in os.listdir(state_dir) if p.endswith(snap.TEMP_SUFFIX)]
     live = store.projection()
-    netns_dir = store.netns_dir
     store.close()
-    with Store.open(state_dir, netns_dir=netns_dir, durability="none") as again:
+    with Store.open(state_dir, durability="none") as again:
         assert again.projection() == live

@@ -314,9 +314,8 @@ def test_open_uses_newest_snapshot_and_replays_only_the_tail(
     assert os.path.basename(path) == f"{store.last_seq:020d}.snap"
     _populate(store, make_sandbox, 20, 5)
     live = store.projection()
-    netns_dir = store.netns_dir
     store.close()
-    with Store.open(state_dir, netns_dir=netns_dir, durability="none") as again:
+    with Store.open(state_dir, durability="none") as again:
         assert again.load_result is not None
         assert again.load_result.snapshot == path
         assert again.load_result.replayed == live.last_seq - 31  # NetNSDirRecorded + 30
@@ -347,7 +346,6 @@ def test_corrupt_newest_snapshot_falls_back_to_older_then_full_replay(
     newest = store.snapshot()
     _populate(store, make_sandbox, 20, 3)
     live = store.projection()
-    netns_dir = store.netns_dir
     store.close()
 
     data = bytearray(Path(newest).read_bytes())
@@ -355,7 +353,7 @@ def test_corrupt_newest_snapshot_falls_back_to_older_then_full_replay(
     Path(newest).write_bytes(bytes(data))
     with (
         caplog.at_level(logging.WARNING, logger="sandbox.snapshot"),
-        Store.open(state_dir, netns_dir=netns_dir, durability="none") as again,
+        Store.open(state_dir, durability="none") as again,
     ):
         assert again.load_result is not None
         assert again.load_result.snapshot == older
@@ -366,7 +364,7 @@ def test_corrupt_newest_snapshot_falls_back_to_older_then_full_replay(
     caplog.clear()
     with (
         caplog.at_level(logging.WARNING, logger="sandbox.snapshot"),
-        Store.open(state_dir, netns_dir=netns_dir, durability="none") as again,
+        Store.open(state_dir, durability="none") as again,
     ):
         assert again.load_result is not None
         assert again.load_result.snapshot is None
@@ -389,12 +387,11 @@ def test_snapshot_from_a_different_history_is_rejected(
     _populate(b, make_sandbox, 100, 12)  # other ids, more events
     foreign = a.snapshot()
     live_b = b.projection()
-    netns_dir = b.netns_dir
     b.close()
     shutil.copy(foreign, two / os.path.basename(foreign))
     with (
         caplog.at_level(logging.WARNING, logger="sandbox.snapshot"),
-        Store.open(two, netns_dir=netns_dir, durability="none") as again,
+        Store.open(two, durability="none") as again,
     ):
         assert again.load_result is not None and again.load_result.snapshot is None
         assert again.projection() == live_b
@@ -411,10 +408,9 @@ def test_snapshot_ahead_of_the_log_is_skipped(
     b = open_store(two, durability="none")
     _populate(b, make_sandbox, 0, 2)
     live_b = b.projection()
-    netns_dir = b.netns_dir
     b.close()
     shutil.copy(ahead, two / os.path.basename(ahead))
-    with Store.open(two, netns_dir=netns_dir, durability="none") as again:
+    with Store.open(two, durability="none") as again:
         assert again.load_result is not None
         assert "beyond the log" in again.load_result.skipped[0][1]
         assert again.projection() == live_b

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -16,6 +17,8 @@ from sandbox import (
     InvalidIDError,
     InvalidTransitionError,
     NotFoundError,
+    PodSandboxConfig,
+    Sandbox,
     State,
     Status,
     Store,
@@ -108,6 +111,9 @@ def test_prefix_lookups(state_dir: Path, open_store: OpenStore, make_sandbox: Ma
     assert store.get("5") is None
     with pytest.raises(InvalidIDError):
         store.get("")
+    with pytest.raises(InvalidIDError):
+        store.get(12345)  # type: ignore[arg-type]
+    assert 12345 not in store
     with pytest.raises(AmbiguousPrefixError):
         store["4"]
     assert "4" not in store
@@ -170,59 +176,116 @@ def test_a_refused_transition_names_the_sandbox_and_both_states() -> None:
 
 # -- bad input: a clear error, nothing written, the store still usable ---------
 
-
-@pytest.mark.parametrize(
-    "bad_id",
-    [
-        "",
-        "a b",
-        "a\tb",
-        "a/b",
-        "a\x00b",
-        "x" * 10_000,
-        "a\nb",
-        "\u00a0x",
-        "x" * (MAX_ID_LENGTH + 1),
-    ],
-)
-def test_bad_ids(
-    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox, bad_id: str
-) -> None:
-    store = open_store(state_dir, durability="always")
-    store.add(make_sandbox("ok"))
-    seq = store.last_seq
-    with pytest.raises(InvalidIDError) as info:
-        store.add(make_sandbox(bad_id))
-    assert isinstance(info.value, ValueError)
-    assert "sandbox id" in str(info.value)
-    assert store.last_seq == seq
-    store.add(make_sandbox("ok2"))  # still usable
-    assert store.last_seq == seq + 1
+BAD_IDS = [
+    "",
+    "a b",
+    "a\tb",
+    "a/b",
+    "a\x00b",
+    "x" * 10_000,
+    "a\nb",
+    "\u00a0x",
+    "x" * (MAX_ID_LENGTH + 1),
+]
 
 
-def test_non_str_id_and_huge_name(
-    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
-) -> None:
-    store = open_store(state_dir, durability="always")
-    seq = store.last_seq
-    with pytest.raises(InvalidIDError, match="str"):
-        make_sandbox(12345)
-    with pytest.raises(InvalidIDError, match="name"):
-        make_sandbox("big", "n" * (1 << 20))
-    with pytest.raises(InvalidIDError, match="NUL"):
-        make_sandbox("nul", "a\x00b")
-    with pytest.raises(InvalidIDError):
-        store.get(12345)  # type: ignore[arg-type]
-    assert 12345 not in store
-    # A Sandbox built behind the validators' back is still refused by add.
+class Boom(Exception):
+    """What a caller's update_status fn raises here."""
+
+
+def _fn_raises(old: Status) -> Status:
+    raise Boom("from fn")
+
+
+def _id_changed_behind_the_validators_back(make_sandbox: MakeSandbox) -> Sandbox:
     sb = make_sandbox("fine")
     object.__setattr__(sb.metadata, "id", "has space")
-    with pytest.raises(InvalidIDError):
-        store.add(sb)
-    with pytest.raises(TypeError):
-        store.add("not a sandbox")  # type: ignore[arg-type]
+    return sb
+
+
+#: (command on a store holding "s1", the error it raises, what the error says).
+Refused = Callable[[Store, MakeSandbox], object]
+REFUSED = [
+    *(
+        pytest.param(
+            lambda store, make, bad=bad: store.add(make(bad)),
+            InvalidIDError,
+            "sandbox id",
+            id=f"bad-id-{n}",
+        )
+        for n, bad in enumerate(BAD_IDS)
+    ),
+    pytest.param(
+        lambda store, make: store.add(make(12345)), InvalidIDError, "str", id="non-str-id"
+    ),
+    pytest.param(
+        lambda store, make: store.add(make("big", "n" * (1 << 20))),
+        InvalidIDError,
+        "name",
+        id="huge-name",
+    ),
+    pytest.param(
+        lambda store, make: store.add(make("nul", "a\x00b")), InvalidIDError, "NUL", id="nul-name"
+    ),
+    # A Sandbox built behind the validators' back is still refused by add.
+    pytest.param(
+        lambda store, make: store.add(_id_changed_behind_the_validators_back(make)),
+        InvalidIDError,
+        None,
+        id="id-changed-after-validation",
+    ),
+    pytest.param(
+        lambda store, make: store.add("not a sandbox"), TypeError, None, id="not-a-sandbox"
+    ),
+    pytest.param(
+        lambda store, make: store.add(
+            make("big", config=PodSandboxConfig(annotations={"blob": "x" * (5 << 20)}))
+        ),
+        eventlog.RecordTooLargeError,
+        None,
+        id="oversized-event",
+    ),
+    pytest.param(
+        lambda store, make: store.update_status("s1", _fn_raises), Boom, None, id="fn-raises"
+    ),
+    pytest.param(
+        lambda store, make: store.update_status("s1", lambda old: "READY"),
+        TypeError,
+        "Status",
+        id="fn-returns-no-status",
+    ),
+    pytest.param(
+        lambda store, make: store.update_status("nope", lambda old: old),
+        NotFoundError,
+        None,
+        id="update-missing-id",
+    ),
+    pytest.param(
+        lambda store, make: store.update_status("s1", lambda old: (store.delete("s1"), old)[1]),
+        StoreError,
+        "inside an update_status fn",
+        id="command-inside-fn",
+    ),
+]
+
+
+@pytest.mark.parametrize(("command", "error", "match"), REFUSED)
+def test_a_refused_command_writes_nothing(
+    state_dir: Path,
+    open_store: OpenStore,
+    make_sandbox: MakeSandbox,
+    command: Refused,
+    error: type[Exception],
+    match: str | None,
+) -> None:
+    store = open_store(state_dir, durability="always")
+    store.add(make_sandbox("s1"))
+    seq = store.last_seq
+    with pytest.raises(error, match=match):
+        command(store, make_sandbox)
     assert store.last_seq == seq
-    store.add(make_sandbox("fine2"))
+    assert [sb.id for sb in store.list()] == ["s1"]
+    store.add(make_sandbox("ok2"))  # still usable
     assert store.last_seq == seq + 1
 
 
@@ -231,11 +294,6 @@ def test_fn_that_raises_reaches_the_caller_unchanged(
 ) -> None:
     store = open_store(state_dir, durability="always")
     store.add(make_sandbox("s1"))
-    seq = store.last_seq
-
-    class Boom(Exception):
-        pass
-
     boom = Boom("from fn")
 
     def fn(old: Status) -> Status:
@@ -244,17 +302,6 @@ def test_fn_that_raises_reaches_the_caller_unchanged(
     with pytest.raises(Boom) as info:
         store.update_status("s1", fn)
     assert info.value is boom
-    with pytest.raises(TypeError, match="Status"):
-        store.update_status("s1", lambda old: "READY")  # type: ignore[arg-type,return-value]
-    with pytest.raises(NotFoundError):
-        store.update_status("nope", lambda old: old)
-    with pytest.raises(StoreError, match="inside an update_status fn"):
-        store.update_status("s1", lambda old: (store.delete("s1"), old)[1])
-    assert store.last_seq == seq
-    assert "s1" in store
-    # fn may read the store (reads do not take the command lock).
-    store.update_status("s1", lambda old: attrs.evolve(old, pid=store["s1"].status.pid + 1))
-    assert store.last_seq == seq + 1
 
 
 def test_closed_store_refuses_commands(
@@ -309,6 +356,10 @@ def test_reads_do_not_wait_behind_a_command(
 
     store.update_status("s1", fn)
     assert seen[0] is not None and seen[1:] == [1, True]
+    # fn itself may read the store too, on the command's own thread.
+    seq = store.last_seq
+    store.update_status("s1", lambda old: attrs.evolve(old, pid=store["s1"].status.pid + 1))
+    assert store.last_seq == seq + 1
 
 
 def test_actor_and_envelope_are_recorded(
@@ -328,6 +379,7 @@ def test_actor_and_envelope_are_recorded(
 
 
 def test_validators_and_truncindex_units() -> None:
+    assert issubclass(InvalidIDError, ValueError)  # callers catching ValueError see bad ids
     assert validate_id("a" * MAX_ID_LENGTH)
     assert validate_name("n" * 1024)
     with pytest.raises(InvalidIDError):
@@ -358,19 +410,3 @@ def test_validators_and_truncindex_units() -> None:
     reg.release_by_id("1")
     reg.reserve("n", "2")
     assert reg.get_id("n") == "2" and reg.get_name("2") == "n"
-
-
-def test_oversized_event_is_refused_and_writes_nothing(
-    state_dir: Path, open_store: OpenStore, make_sandbox: MakeSandbox
-) -> None:
-    from sandbox import PodSandboxConfig
-
-    store = open_store(state_dir, durability="always")
-    store.add(make_sandbox("ok"))
-    seq = store.last_seq
-    huge = PodSandboxConfig(annotations={"blob": "x" * (5 << 20)})
-    with pytest.raises(eventlog.RecordTooLargeError):
-        store.add(make_sandbox("big", config=huge))
-    assert store.last_seq == seq and "big" not in store
-    store.add(make_sandbox("ok2"))
-    assert store.last_seq == seq + 1
