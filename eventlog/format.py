@@ -140,6 +140,28 @@ class Record(NamedTuple):
     offset: int
 
 
+class DecodedRecord(NamedTuple):
+    """A record read with a typed-decode hook (``read(..., decode=hook)``).
+
+    The fields of :class:`Record`; ``payload`` is what the hook built from the
+    payload's bytes, or the reference map (``msgpack.unpackb``) where the hook
+    declined (returned None). The tuple order is the order above.
+    """
+
+    seq: int
+    time_ns: int
+    payload: Any
+    digest: bytes
+    segment: str
+    offset: int
+
+
+#: A typed-decode hook of the read path: a payload's bytes in, the record's
+#: payload out - or None to decode them the reference way. A hook returns a
+#: value only for bytes the reference accepts as a map (scanner docstring).
+PayloadDecoder = Callable[[bytes], Any]
+
+
 class RawRecord(NamedTuple):
     """A record with its bytes: what a reader asked for ``raw`` returns.
 

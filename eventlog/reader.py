@@ -59,17 +59,19 @@ import bisect
 import os
 from collections.abc import Iterator
 from itertools import chain
+from typing import Literal, overload
 
 import attrs
 
-from .errors import CorruptLogError, EventLogError, HistoryNotLocalError, PositionMismatchError
-from .files import read_file, reading
+from .ends import end_position, local_history  # re-exported: where a log starts and ends
+from .errors import CorruptLogError, HistoryNotLocalError, PositionMismatchError
+from .files import read_file
 from .format import (
     DEFAULT_MAX_RECORD_BYTES,
-    DIGEST_SIZE,
-    RECORD_TRAILER_SIZE,
     SEGMENT_HEADER_SIZE,
     ZERO_DIGEST,
+    DecodedRecord,
+    PayloadDecoder,
     Position,
     Record,
     SegmentHeader,
@@ -86,7 +88,6 @@ from .scanner import (
 )
 from .segments import (
     SegmentFile,
-    check_first_segment,
     list_segments,
     open_segments,
     segment_chain_key,
@@ -133,6 +134,7 @@ class SegmentWalk:
         whole_history: bool = False,
         position: Position | None = None,
         raw: bool = False,
+        decode: PayloadDecoder | None = None,
     ):
         if from_seq < 1:
             raise ValueError(f"from_seq must be >= 1, got {from_seq}")
@@ -141,9 +143,12 @@ class SegmentWalk:
                 f"a start position at seq {position.seq} needs from_seq > {position.seq}, "
                 f"got {from_seq}"
             )
+        if raw and decode is not None:
+            raise ValueError("raw records carry the reference map: no decode hook with raw")
         self.directory = directory
         self.key = key
         self.raw = raw
+        self.decode = decode
         self.lenient = lenient
         self.from_seq = from_seq
         self.to_seq = to_seq
@@ -210,6 +215,7 @@ class SegmentWalk:
             to_seq=self.to_seq,
             version=version,
             raw=self.raw,
+            decode=self.decode,
         )
 
     def _ended(self, seg: SegmentFile, state: ScanState) -> bool:
@@ -396,6 +402,7 @@ class SegmentWalk:
         )
 
 
+@overload
 def read(
     directory: str | os.PathLike[str],
     from_seq: int | None = None,
@@ -405,11 +412,44 @@ def read(
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     start: Position | None = None,
     raw: bool = False,
-) -> Iterator[Record]:
+    decode: None = None,
+) -> Iterator[Record]: ...
+
+
+@overload
+def read(
+    directory: str | os.PathLike[str],
+    from_seq: int | None = None,
+    to_seq: int | None = None,
+    *,
+    key: bytes | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    start: Position | None = None,
+    raw: Literal[False] = False,
+    decode: PayloadDecoder,
+) -> Iterator[DecodedRecord]: ...
+
+
+def read(
+    directory: str | os.PathLike[str],
+    from_seq: int | None = None,
+    to_seq: int | None = None,
+    *,
+    key: bytes | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    start: Position | None = None,
+    raw: bool = False,
+    decode: PayloadDecoder | None = None,
+) -> Iterator[Record] | Iterator[DecodedRecord]:
     """Yield the records with ``from_seq <= seq <= to_seq`` (to the end when None).
 
     With ``raw`` the records are ``RawRecord``s (the payload's bytes, batch
     position, proof and version too: for shippers and tools).
+
+    ``decode``: a typed-decode hook (``eventlog.scanner``): the records are then
+    ``DecodedRecord``s whose ``payload`` is what the hook built from the
+    payload's bytes, or the reference map where it returned None. Every
+    check is the same; only the decode of an accepted payload differs.
 
     Checks happen eagerly for a missing directory or an empty one
     (EventLogError); corruption surfaces as CorruptLogError while iterating,
@@ -436,60 +476,8 @@ def read(
         max_record_bytes=max_record_bytes,
         position=start,
         raw=raw,
+        decode=decode,
     )
     if start is None and to_seq is not None and to_seq < from_seq:
         return iter(())
     return walk.records()
-
-
-def local_history(directory: str | os.PathLike[str]) -> History | None:
-    """The log's ``HISTORY`` record: None when its history is local from seq 1.
-
-    For tools that read "everything that is here": ``read(directory,
-    from_seq=h.first_seq)``, and a note saying where the rest went
-    (``h.note()``). ``read`` itself defaults to seq 1 and raises
-    HistoryNotLocalError on a compacted log, so that nothing (a full replay
-    of the store, say) mistakes the local tail for the whole history.
-    """
-    d = os.fspath(directory)
-    _, history = check_first_segment(d, list_segments(d))
-    return history
-
-
-def end_position(directory: str | os.PathLike[str], seq: int, digest: bytes) -> Position | None:
-    """The position just after record ``seq`` if it is the log's last record now.
-
-    For a writer's owner with no append in flight (the Store holds its
-    command lock): ``seq`` and ``digest`` are the writer's ``last_seq`` and
-    ``head``. The position is the end of the last segment file, returned
-    only if the bytes there agree (the last record ends with ``digest``, or
-    an empty segment's header has ``prev_digest == digest`` and starts at
-    ``seq + 1``); None otherwise (the log moved on, or is not this one). It is
-    still only a claim: ``read(start=...)`` checks it again before use.
-    """
-    try:
-        segments = list_segments(os.fspath(directory))
-    except EventLogError:
-        return None
-    if not segments or len(digest) != DIGEST_SIZE:
-        return None
-    seg = segments[-1]
-    try:
-        with reading(seg.path) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == SEGMENT_HEADER_SIZE:
-                header = f.read(SEGMENT_HEADER_SIZE)
-                ok = (
-                    seq == seg.first_seq - 1
-                    and check_segment_header(header, seg.path, seg.first_seq, is_last=False)
-                    is not None
-                    and header[24:56] == digest
-                )
-            elif size > SEGMENT_HEADER_SIZE + RECORD_TRAILER_SIZE:
-                f.seek(size - RECORD_TRAILER_SIZE)
-                ok = seq >= seg.first_seq and f.read(DIGEST_SIZE) == digest
-            else:
-                ok = False
-    except (OSError, CorruptLogError):
-        return None
-    return Position(seg.name, size, seq, digest) if ok else None

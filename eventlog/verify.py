@@ -17,16 +17,25 @@ A torn tail in the last segment - what a crash leaves, and what the next
 writer-open will cut - is reported as ``torn_tail`` (bytes) with ``ok`` still
 True. Unlike a reader, verify treats a failing last record that has no
 zeroed sector as corruption, exactly as writer-open recovery does.
+
+A caller that also checks what the records *say* (``sandboxctl verify`` folds
+every event through the store's rules) passes ``visit``: it is called with
+each whole record as the check reaches it, in seq order, so the log is read
+and checked once for both (a second read costs as much as the first). With
+``decode`` (a typed-decode hook, ``eventlog.scanner``) those records carry
+what the hook built.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
 from .errors import CorruptLogError
-from .format import DEFAULT_MAX_RECORD_BYTES, ZERO_DIGEST
+from .format import DEFAULT_MAX_RECORD_BYTES, ZERO_DIGEST, PayloadDecoder
 from .reader import SegmentWalk
 from .segments import list_segments
 
@@ -84,12 +93,17 @@ def verify(
     key: bytes | None = None,
     head: bytes | str | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    decode: PayloadDecoder | None = None,
+    visit: Callable[[Any], object] | None = None,
 ) -> VerifyReport:
     """Check every byte of the log at ``directory``; see the module docstring.
 
     Raises EventLogError only when there is no log to check (missing
     directory, no segment files); corrupt data always yields a report.
-    ``head`` may be the 32 digest bytes or their hex.
+    ``head`` may be the 32 digest bytes or their hex. ``visit(record)`` is
+    called with every whole record checked (a ``Record``, or with ``decode``
+    a ``DecodedRecord``), in seq order, before the next is read; what it
+    raises propagates.
     """
     wanted = _wanted_head(head)
     try:
@@ -99,6 +113,7 @@ def verify(
             lenient=False,
             max_record_bytes=max_record_bytes,
             whole_history=True,
+            decode=decode,
         )
     except CorruptLogError as err:
         return VerifyReport(
@@ -112,7 +127,7 @@ def verify(
             chain_checked=False,
         )
     history = walk.history
-    scan = _scan(walk, wanted)
+    scan = _scan(walk, wanted, visit)
     problem = scan.problem
     if problem is None and wanted is not None and not scan.found:
         problem = Problem(
@@ -159,21 +174,33 @@ class _Scan:
     problem: Problem | None = None
 
 
-def _scan(walk: SegmentWalk, wanted: bytes | None) -> _Scan:
+def _scan(walk: SegmentWalk, wanted: bytes | None, visit: Callable[[Any], object] | None) -> _Scan:
     """Read every record of ``walk``, looking for the digest ``wanted``."""
     scan = _Scan(found=wanted is not None and wanted == ZERO_DIGEST)
     history = walk.history
     if history is not None and wanted is not None and wanted == history.prev_digest:
         scan.found = True
+    # Locals, not the attrs fields, in the loop (it runs once per record); the
+    # record last seen carries the count (seqs are gapless from the first).
+    found = scan.found
+    first = last = None
     try:
         for record in walk.records():
-            scan.records += 1
-            scan.last_seq = record.seq
-            scan.last_digest = record.digest
-            if not scan.found and record.digest == wanted:
-                scan.found = True
+            if first is None:
+                first = record
+            last = record
+            if not found and record.digest == wanted:
+                found = True
+            if visit is not None:
+                visit(record)
     except CorruptLogError as err:
         scan.problem = Problem.from_error(err)
+    scan.found = found
+    if last is not None:
+        assert first is not None
+        scan.records = last.seq - first.seq + 1
+        scan.last_seq = last.seq
+        scan.last_digest = last.digest
     return scan
 
 

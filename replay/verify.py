@@ -33,18 +33,20 @@ problems name the snapshot file).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 import eventlog
-from eventlog.format import Record
-from replay.progress import LogProgress, Progress
+from eventlog.format import DecodedRecord
+from replay.progress import LogProgress
 from replay.view import check_state_dir, has_log
 from sandbox import events as ev
 from sandbox import rules
 from sandbox import snapshot as snap
 from sandbox.errors import StoreError
+from sandbox.event_fastdecode import decode_payload
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
 
@@ -151,7 +153,7 @@ def check_event(projection: Projection, event: ev.Event | dict[str, Any]) -> str
     try:
         typed = event if isinstance(event, ev.Event) else ev.decode(event)
         if isinstance(typed, ev.SandboxAdded):
-            typed.metadata.to_metadata()
+            typed.metadata.check()
         rules.check(projection, typed)
     except (StoreError, ValueError, TypeError) as exc:
         kind = event.TYPE if isinstance(event, ev.Event) else event.get("type")
@@ -176,6 +178,11 @@ def verify(
     earlier; the log must still contain it. ``key``: the log's MAC key, for a
     keyed log (without it a keyed log's chain cannot be checked, and the
     report says so in ``notes``). ``progress``: as in ``load``.
+
+    One pass: ``eventlog.verify`` checks the bytes and hands each whole record,
+    decoded straight into its typed event (``sandbox.event_fastdecode``; the
+    reference decode where that declines), to the fold (``_Fold``), which asks
+    the rule book of it - reading the log a second time would cost as much.
     """
     d = check_state_dir(state_dir)
     head_bytes = _head_bytes(head)
@@ -183,17 +190,20 @@ def verify(
     if not has_log(d):
         return _verify_without_log(d, snapshots, head_bytes)
 
-    enabled = None if progress is None else progress
     found = _Findings(max_problems, snapshots)
-    report = _check_log(d, key, head_bytes, enabled, found)
-    snap_projections = _read_snapshots(netns_dir, report.last_seq, found)
-    fold_from, projection = _fold_start(
-        report, snap_projections, snapshots, found.checks, Projection(netns_dir)
-    )
-    if report.last_seq and fold_from is not None:
-        _fold(d, key, (fold_from, report.last_seq), projection, snap_projections, found, enabled)
-    _unchecked_snapshots(snap_projections, found)
-    return _result(d, report, head_bytes, fold_from, found)
+    fold = _Fold(found, _read_snapshots(netns_dir, found), Projection(netns_dir))
+    # The collector is paused as for a replay (snapshot.gc_paused): the fold keeps
+    # every live sandbox's objects, which each collection would walk again.
+    with LogProgress(d, _PROGRESS_LABEL, enabled=progress) as bar, snap.gc_paused():
+        fold.bar = bar if bar.enabled else None
+        report = _check_log(d, key, head_bytes, found, fold.visit)
+    fold.finish(report.last_seq)
+    _unchecked_snapshots(fold.snaps, found)
+    return _result(d, report, head_bytes, fold.start, found)
+
+
+#: What the bar says while the one pass runs (both checks at once).
+_PROGRESS_LABEL = "verifying checksums and chain, checking events"
 
 
 @attrs.define
@@ -249,13 +259,15 @@ def _verify_without_log(
 
 
 def _check_log(
-    d: str, key: bytes | None, head_bytes: bytes | None, enabled: bool | None, found: _Findings
+    d: str,
+    key: bytes | None,
+    head_bytes: bytes | None,
+    found: _Findings,
+    visit: Callable[[Any], object],
 ) -> eventlog.VerifyReport:
-    """The byte-level check (eventlog.verify); its problem, if any, goes to ``found``."""
-    # eventlog.verify offers no progress callback: a static line says what runs.
-    with Progress(0, "verifying checksums and chain...", enabled=enabled) as bar:
-        bar.update(0)
-        report = eventlog.verify(d, key=key, head=head_bytes)
+    """The byte-level check (eventlog.verify), each record handed to ``visit``;
+    its problem, if any, goes to ``found``."""
+    report = eventlog.verify(d, key=key, head=head_bytes, decode=decode_payload, visit=visit)
     if report.problem is not None:
         p = report.problem
         kind = "head" if p.seq is None and "head" in p.reason else "log"
@@ -263,11 +275,10 @@ def _check_log(
     return report
 
 
-def _read_snapshots(
-    netns_dir: str, last_seq: int, found: _Findings
-) -> dict[int, tuple[bytes, Projection]]:
+def _read_snapshots(netns_dir: str, found: _Findings) -> dict[int, tuple[bytes, Projection]]:
     """Read every snapshot past seq 0: seq -> (digest, projection) for those the
-    fold can compare; an unreadable one or one beyond the log is a failed check."""
+    fold can compare; an unreadable one is a failed check (one beyond the log's
+    end is found when the log has been read: ``_Fold.finish``)."""
     snap_projections: dict[int, tuple[bytes, Projection]] = {}
     for seq in sorted(found.snapshots):
         path = found.snapshots[seq]
@@ -278,55 +289,127 @@ def _read_snapshots(
         except snap.SnapshotError as exc:
             found.checks[seq] = SnapshotCheck(path, seq, False, _err(exc))
             continue
-        if seq > last_seq:
-            found.checks[seq] = SnapshotCheck(
-                path, seq, False, f"it is at seq {seq}, beyond the log's last seq {last_seq}"
-            )
-            continue
         snap_projections[seq] = (digest, proj)
     return snap_projections
 
 
-def _fold(
-    d: str,
-    key: bytes | None,
-    seqs: tuple[int, int],
-    projection: Projection,
-    snap_projections: dict[int, tuple[bytes, Projection]],
-    found: _Findings,
-    enabled: bool | None,
-) -> None:
-    """Re-check every event from ``seqs[0]`` to ``seqs[1]`` against the rules while
-    folding it, comparing each snapshot with the fold when its seq is reached."""
-    with LogProgress(d, "checking events", enabled=enabled) as bar:
-        records = iter(eventlog.read(d, seqs[0], seqs[1], key=key))
+@attrs.define
+class _Fold:
+    """The transition check, fed each record as ``eventlog.verify`` reaches it.
+
+    ``start`` is the first seq folded: 1, or on a compacted log the seq after
+    the oldest snapshot at or after the compaction point (its state is the
+    fold's start, as for a store's open); None when no snapshot covers the
+    missing history; 0 until the first record says where the log starts.
+    ``snaps`` holds the snapshots not compared yet.
+    """
+
+    found: _Findings
+    snaps: dict[int, tuple[bytes, Projection]]
+    projection: Projection
+    start: int | None = 0
+    base: int = 0  # the snapshot the fold started from (0: none)
+    bar: LogProgress | None = None
+    stopped: bool = False
+
+    def visit(self, rec: DecodedRecord) -> None:
+        """Check and fold one record (or pass it by: before the start, after a stop).
+
+        The record's payload is its typed event, or the payload map where the
+        fast decode declined (decoded here the reference way, which decides). A
+        refused transition is folded anyway (the projection ignores nonsense
+        deterministically, as replay does) so later problems are still found; an
+        event that cannot be decoded or folded stops the fold - the projection
+        cannot skip a seq.
+        """
+        if self.bar is not None:
+            self.bar.at(rec.segment, rec.offset)
+        start = self.start
+        if start == 0:
+            start = self.start = self._begin(rec.seq)
+        if self.stopped or start is None or rec.seq < start:
+            return
+        event = rec.payload
+        if not isinstance(event, ev.Event):
+            event = self._decoded(rec)
+            if event is None:
+                return
+        projection = self.projection
+        why = check_event(projection, event)
         try:
-            for rec in records:
-                bar.at(rec.segment, rec.offset)
-                problem, stop = _check_record(rec, projection)
-                if problem is not None:
-                    if len(found.problems) < found.max_problems:
-                        found.problems.append(problem)
-                    else:
-                        found.unlisted += 1
-                if stop:
-                    found.fold_stopped = True
-                    break
-                found.events += 1
-                if rec.seq in snap_projections:
-                    digest, proj = snap_projections.pop(rec.seq)
-                    found.checks[rec.seq] = _compare_snapshot(
-                        found.snapshots[rec.seq], rec, digest, proj, projection
-                    )
-        except eventlog.CorruptLogError as exc:
-            # eventlog.verify reported it already unless the log changed meanwhile.
-            if not any(p.kind == "log" for p in found.problems):
-                found.problems.append(Problem("log", exc.reason, exc.seq, exc.segment, exc.offset))
-            found.fold_stopped = True
-        finally:
-            close = getattr(records, "close", None)
-            if close is not None:
-                close()
+            projection.apply(rec.seq, event)
+        except (StoreError, ValueError, TypeError, KeyError) as exc:
+            self._problem(Problem("event", _err(exc), rec.seq, rec.segment, rec.offset, event.id))
+            self.stopped = self.found.fold_stopped = True
+            return
+        if why is not None:
+            self._problem(Problem("transition", why, rec.seq, rec.segment, rec.offset, event.id))
+        self.found.events += 1
+        if rec.seq in self.snaps:
+            digest, proj = self.snaps.pop(rec.seq)
+            self.found.checks[rec.seq] = _compare_snapshot(
+                self.found.snapshots[rec.seq], rec, digest, proj, projection
+            )
+
+    def _decoded(self, rec: DecodedRecord) -> ev.Event | None:
+        """The reference decode of a payload map; None (and the fold stops) if it fails."""
+        payload = rec.payload
+        try:
+            return ev.decode(payload)
+        except (StoreError, ValueError, TypeError, KeyError) as exc:
+            sandbox_id = payload.get("id")
+            sid = sandbox_id if isinstance(sandbox_id, str) else None
+            self._problem(Problem("event", _err(exc), rec.seq, rec.segment, rec.offset, sid))
+            self.stopped = self.found.fold_stopped = True
+            return None
+
+    def _problem(self, problem: Problem) -> None:
+        found = self.found
+        if len(found.problems) < found.max_problems:
+            found.problems.append(problem)
+        else:
+            found.unlisted += 1
+
+    def _begin(self, first: int) -> int | None:
+        """Where the fold starts, on a log whose first record is ``first``."""
+        if first == 1:
+            return 1
+        checks, snapshots = self.found.checks, self.found.snapshots
+        for seq in sorted(self.snaps):
+            if seq < first - 1:
+                self.snaps.pop(seq)
+                checks[seq] = SnapshotCheck(
+                    snapshots[seq],
+                    seq,
+                    True,
+                    f"not checked: history before seq {first} is not local",
+                )
+        if not self.snaps:
+            return None
+        self.base = min(self.snaps)
+        _digest, self.projection = self.snaps.pop(self.base)
+        checks[self.base] = SnapshotCheck(
+            snapshots[self.base], self.base, True, "the start of the local fold"
+        )
+        return self.base + 1
+
+    def finish(self, last_seq: int) -> None:
+        """After the log's end is known: a snapshot beyond it is a failed check (also
+        one chosen as the fold's start: no record followed it, nothing was folded)."""
+        if self.start == 0:
+            self.start = 1  # no record: nothing to fold, from seq 1
+        beyond = [seq for seq in self.snaps if seq > last_seq]
+        if self.base > last_seq:
+            beyond.append(self.base)
+            self.start = None
+        for seq in sorted(beyond):
+            self.snaps.pop(seq, None)
+            self.found.checks[seq] = SnapshotCheck(
+                self.found.snapshots[seq],
+                seq,
+                False,
+                f"it is at seq {seq}, beyond the log's last seq {last_seq}",
+            )
 
 
 def _unchecked_snapshots(
@@ -384,61 +467,8 @@ def _result(
     )
 
 
-def _fold_start(
-    report: eventlog.VerifyReport,
-    snap_projections: dict[int, tuple[bytes, Projection]],
-    snapshots: dict[int, str],
-    checks: dict[int, SnapshotCheck],
-    projection: Projection,
-) -> tuple[int | None, Projection]:
-    """Where the transition check starts: seq 1, or on a compacted log the oldest
-    snapshot at or after the compaction point (its state is the fold's start,
-    as for a store's open); None when no snapshot covers the missing history."""
-    first = report.first_seq or 1
-    if first == 1:
-        return 1, projection
-    for seq in sorted(snap_projections):
-        if seq < first - 1:
-            snap_projections.pop(seq)
-            checks[seq] = SnapshotCheck(
-                snapshots[seq], seq, True, f"not checked: history before seq {first} is not local"
-            )
-    if not snap_projections:
-        return None, projection
-    base = min(snap_projections)
-    _digest, start = snap_projections.pop(base)
-    checks[base] = SnapshotCheck(snapshots[base], base, True, "the start of the local fold")
-    return base + 1, start
-
-
-def _check_record(rec: Record, projection: Projection) -> tuple[Problem | None, bool]:
-    """Check and fold one record: (its problem if any, whether folding must stop).
-
-    A refused transition is folded anyway (the projection ignores nonsense
-    deterministically, as replay does) so later problems are still found; an
-    event that cannot be decoded stops the fold - the projection cannot
-    skip a seq.
-    """
-    sandbox_id = rec.payload.get("id")
-    sid = sandbox_id if isinstance(sandbox_id, str) else None
-
-    def problem(kind: str, why: str) -> Problem:
-        return Problem(kind, why, rec.seq, rec.segment, rec.offset, sid)
-
-    try:
-        event = ev.decode(rec.payload)
-    except (StoreError, ValueError, TypeError, KeyError) as exc:
-        return problem("event", _err(exc)), True
-    why = check_event(projection, event)
-    try:
-        projection.apply(rec.seq, event)
-    except (StoreError, ValueError, TypeError, KeyError) as exc:
-        return problem("event", _err(exc)), True
-    return (problem("transition", why) if why is not None else None), False
-
-
 def _compare_snapshot(
-    path: str, rec: Record, digest: bytes, snapped: Projection, replayed: Projection
+    path: str, rec: DecodedRecord, digest: bytes, snapped: Projection, replayed: Projection
 ) -> SnapshotCheck:
     if digest != rec.digest:
         return SnapshotCheck(

@@ -13,11 +13,14 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import attrs
+import msgpack
 
+from sandbox import config_check
+from sandbox.config import PodSandboxConfig
 from sandbox.event_decode import check_str, new_bare, slot
 from sandbox.metadata import Metadata
 
-__all__ = ["AddedMetadata", "Env", "Envelope", "Payload"]
+__all__ = ["NO_ENV", "AddedMetadata", "Env", "Envelope", "Payload"]
 
 Payload: TypeAlias = dict[str, Any]
 
@@ -36,7 +39,7 @@ class Env:
     @classmethod
     def from_payload(cls, data: object) -> Env:
         if type(data) is not dict:
-            return _NO_ENV
+            return NO_ENV
         get = data.get  # spelled out, no loop: this runs once per replayed event
         t, h, p, u, a = get("time"), get("host"), get("pid"), get("uid"), get("actor")
         env = new_bare(cls)
@@ -57,7 +60,8 @@ class Env:
         }
 
 
-_NO_ENV = Env()
+#: The envelope of an event that carries none (or not a map): one shared value.
+NO_ENV = Env()
 _ENV_TIME, _ENV_HOST, _ENV_PID, _ENV_UID, _ENV_ACTOR = (
     slot(Env, n) for n in ("time", "host", "pid", "uid", "actor")
 )
@@ -128,7 +132,28 @@ class AddedMetadata:
     def to_metadata(self) -> Metadata:
         return Metadata.from_event_dict(self.to_payload())
 
+    def check(self) -> None:
+        """Raise what ``to_metadata()`` raises (None: it would build), cheaply.
 
+        Decoding the config (~25 us) is skipped when ``config_check`` proves
+        that ``from_go_json`` accepts it (~3 us with the msgpack encoding it
+        checks); Metadata's validators of the other fields are per field, so
+        building it with any valid config raises what the full build would.
+        Anything ``config_check`` cannot prove takes the full build, which decides.
+        """
+        try:
+            proven = config_check.is_canonical(msgpack.packb(self.config, use_bin_type=True))
+        except Exception:  # not encodable as it came (e.g. nested too deep): the full way
+            proven = False
+        if proven:
+            Metadata(self.id, self.name, _ANY_CONFIG, self.netns_path)
+        else:
+            self.to_metadata()
+
+
+#: A valid config, to run Metadata's validators of the other fields when the real
+#: config is proven valid apart.
+_ANY_CONFIG = PodSandboxConfig()
 _MD_ID, _MD_NAME, _MD_CONFIG, _MD_PATH = (
     slot(AddedMetadata, n) for n in ("id", "name", "config", "netns_path")
 )
