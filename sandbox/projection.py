@@ -41,21 +41,27 @@ from typing import Any
 
 from sandbox import events as ev
 from sandbox import rules
-from sandbox.config import PodSandboxConfig
 from sandbox.errors import StoreError, UnknownEventError, UnsupportedVersionError
 from sandbox.events import InvalidEventError
 from sandbox.ids import Registrar, TruncIndex
 from sandbox.metadata import Metadata
 from sandbox.netns import DEFAULT_NETNS_DIR, NetNS
 from sandbox.ownership import NetNSState, OwnedNetNS
+from sandbox.projection_entry import Entry, check_all, metadata_of
 from sandbox.sandbox import Sandbox
 from sandbox.status import State, Status
 
-__all__ = ["SNAPSHOT_FORMAT", "Projection"]
+__all__ = ["SNAPSHOT_CONFIG_TYPES", "SNAPSHOT_FORMAT", "SNAPSHOT_FORMATS", "Projection"]
 
 #: Version of the ``to_snapshot`` dict layout. 2: each owned entry carries the seq of
 #: the NetNSAssigned record that made it (so a removal can be checked against the log).
-SNAPSHOT_FORMAT = 2
+#: 3: each sandbox's config is its own msgpack bytes (a bin), so that loading a snapshot
+#: builds no config map (sandbox/projection_entry.py).
+SNAPSHOT_FORMAT = 3
+#: The layouts ``from_snapshot`` reads, each with the type a sandbox's config has in
+#: it (format 1 lacks the assigning seqs: never read).
+SNAPSHOT_CONFIG_TYPES: dict[int, type[Any]] = {2: dict, 3: bytes}
+SNAPSHOT_FORMATS = tuple(SNAPSHOT_CONFIG_TYPES)
 
 _ASSIGNED = NetNSState.ASSIGNED
 _CREATED = NetNSState.CREATED
@@ -64,23 +70,6 @@ _CLOSED = NetNSState.CLOSED
 _STATE_BY_VALUE = {s.value: s for s in NetNSState}
 # Owned states in which a sandbox shows a netns handle.
 _HANDLE_STATES = (_ASSIGNED, _CREATED, _CLOSED)
-
-
-class _Entry:
-    """One sandbox's state: the add event's metadata (its config still the Go-JSON map),
-    the current Status (immutable, shared with the event that set it), lazily built values.
-
-    A ``__slots__`` class rather than attrs: one is made per add on the replay hot path.
-    """
-
-    __slots__ = ("meta", "metadata", "owned", "sandbox", "status")
-
-    def __init__(self, meta: ev.AddedMetadata, status: Status) -> None:
-        self.meta = meta
-        self.status = status
-        self.owned: tuple[str, ...] = ()  # paths the log assigned to this sandbox, in order
-        self.metadata: Metadata | None = None  # built on first read, never changes
-        self.sandbox: Sandbox | None = None  # built on first read after a change
 
 
 def _no_op(seq: int, event: ev.Event) -> None:
@@ -96,7 +85,7 @@ class Projection:
         #: store reads it from the log's first records, sandbox/netnsdir.py).
         self.recorded_netns_dir: str | None = None
         self.last_seq = 0
-        self._sandboxes: dict[str, _Entry] = {}
+        self._sandboxes: dict[str, Entry] = {}
         self._owned: dict[str, tuple[str, NetNSState]] = {}
         # path -> seq of the NetNSAssigned record behind its ``_owned`` entry.
         self._assigned_at: dict[str, int] = {}
@@ -146,7 +135,8 @@ class Projection:
         name = event.metadata.name
         if sandbox_id in self._sandboxes or name in self.names:
             return  # refused at command time; a log with it anyway keeps the first
-        self._sandboxes[sandbox_id] = _Entry(event.metadata, event.status)
+        meta = event.metadata
+        self._sandboxes[sandbox_id] = Entry(name, meta.netns_path, meta.config, None, event.status)
         self.index.add(sandbox_id)
         self.names.reserve(name, sandbox_id)
 
@@ -282,7 +272,7 @@ class Projection:
         # the decoded text but is not what a replay returns.
         if type(metadata.name) is not str or type(metadata.netns_path) is not str:
             return
-        if entry is not None and entry.metadata is None and entry.meta.name == metadata.name:
+        if entry is not None and entry.metadata is None and entry.name == metadata.name:
             entry.metadata = metadata
 
     def sandboxes(self) -> list[Sandbox]:
@@ -302,13 +292,13 @@ class Projection:
     def status_of(self, sandbox_id: str) -> Status:
         return self._sandboxes[sandbox_id].status
 
-    def _build(self, sandbox_id: str, entry: _Entry) -> Sandbox:
+    def _build(self, sandbox_id: str, entry: Entry) -> Sandbox:
         metadata = entry.metadata
         if metadata is None:
-            metadata = entry.metadata = _metadata(sandbox_id, entry.meta)
+            metadata = entry.metadata = metadata_of(sandbox_id, entry)
         return Sandbox(metadata, entry.status, self._netns_handle(entry, metadata))
 
-    def _netns_handle(self, entry: _Entry, metadata: Metadata) -> NetNS | None:
+    def _netns_handle(self, entry: Entry, metadata: Metadata) -> NetNS | None:
         if entry.owned:
             path = entry.owned[-1]
             rec = self._owned.get(path)
@@ -352,22 +342,23 @@ class Projection:
     # -- snapshots and equality ----------------------------------------------
 
     def to_snapshot(self) -> dict[str, Any]:
-        """A msgpack-ready dict; ``from_snapshot(to_snapshot())`` equals ``self``.
+        """A msgpack-ready dict (format ``SNAPSHOT_FORMAT``); ``from_snapshot(to_snapshot())``
+        equals ``self``.
 
-        Status maps are written in a fixed field order whatever schema
-        version the events had, so two projections of one log encode to the
-        same bytes.
+        Each config is its msgpack bytes: the ones a snapshot gave, else the event's
+        map encoded once (the bytes then replace the map in memory). Status maps are
+        written in a fixed field order whatever schema version the events had, so two
+        projections of one log encode to the same bytes.
         """
         sandboxes = []
         for sandbox_id, entry in self._sandboxes.items():
-            meta = entry.meta
             st = entry.status
             sandboxes.append(
                 [
                     sandbox_id,
-                    meta.name,
-                    meta.config,
-                    meta.netns_path,
+                    entry.name,
+                    entry.config_bytes(),
+                    entry.netns_path,
                     [st.state.value, st.pid, st.created_at, st.exited_at, st.exit_status],
                     list(entry.owned),
                 ]
@@ -387,34 +378,18 @@ class Projection:
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any], netns_dir: str = DEFAULT_NETNS_DIR) -> Projection:
-        """Rebuild from ``to_snapshot()`` output. A wrong shape raises ValueError."""
+        """Rebuild from ``to_snapshot()`` output, of any format in ``SNAPSHOT_FORMATS``.
+        A wrong shape raises ValueError; the content is checked by ``check_sandboxes``."""
         try:
-            if data["format"] != SNAPSHOT_FORMAT:
-                raise ValueError(f"snapshot format {data['format']!r}; expected {SNAPSHOT_FORMAT}")
+            fmt = data["format"]
+            if type(fmt) is not int or fmt not in SNAPSHOT_FORMATS:
+                raise ValueError(f"snapshot format {fmt!r}; expected one of {SNAPSHOT_FORMATS}")
             proj = cls(netns_dir)
             last_seq = data["last_seq"]
             if type(last_seq) is not int or last_seq < 0:
                 raise ValueError(f"bad last_seq {last_seq!r}")
             proj.last_seq = last_seq
-            sandboxes = proj._sandboxes
-            index = proj.index
-            names = proj.names
-            status_of = ev.status_from_values
-            added = ev.AddedMetadata
-            for sandbox_id, name, config, netns_path, st, owned in data["sandboxes"]:
-                if type(sandbox_id) is not str or type(name) is not str:
-                    raise ValueError(f"bad sandbox entry {sandbox_id!r}")
-                if sandbox_id in sandboxes or name in names:
-                    raise ValueError(f"duplicate sandbox {sandbox_id!r} / name {name!r}")
-                state, pid, created_at, exited_at, exit_status = st
-                entry = _Entry(
-                    added(sandbox_id, name, config, netns_path),
-                    status_of(state, pid, created_at, exited_at, exit_status),
-                )
-                entry.owned = tuple(owned)
-                sandboxes[sandbox_id] = entry
-                index.add(sandbox_id)
-                names.reserve(name, sandbox_id)
+            proj._stored_sandboxes(data["sandboxes"], SNAPSHOT_CONFIG_TYPES[fmt])
             for path, sid, state_value, assigned_seq in data["owned"]:
                 if type(path) is not str or type(sid) is not str or type(assigned_seq) is not int:
                     raise ValueError(f"bad owned entry {path!r}")
@@ -428,19 +403,43 @@ class Projection:
             raise ValueError(f"not a valid projection snapshot: {exc!r}") from None
         return proj
 
+    def _stored_sandboxes(self, rows: list[Any], config_type: type[Any]) -> None:
+        """Add a snapshot's sandbox rows, whose configs are of ``config_type``."""
+        sandboxes = self._sandboxes
+        index = self.index
+        names = self.names
+        status_of = ev.status_from_values
+        as_bytes = config_type is bytes
+        for sandbox_id, name, config, netns_path, st, owned in rows:
+            if type(sandbox_id) is not str or type(name) is not str:
+                raise ValueError(f"bad sandbox entry {sandbox_id!r}")
+            if type(config) is not config_type or type(netns_path) is not str:
+                raise ValueError(f"bad config or netns path of sandbox {sandbox_id!r}")
+            if sandbox_id in sandboxes:
+                raise ValueError(f"duplicate sandbox {sandbox_id!r}")
+            names.reserve(name, sandbox_id)  # a name taken twice: AlreadyExistsError
+            state, pid, created_at, exited_at, exit_status = st
+            status = status_of(state, pid, created_at, exited_at, exit_status)
+            paths = tuple(owned) if owned else ()
+            if as_bytes:
+                entry = Entry(name, netns_path, None, config, status, paths)
+            else:
+                entry = Entry(name, netns_path, config, None, status, paths)
+            sandboxes[sandbox_id] = entry
+            index.add(sandbox_id)
+
     def check_sandboxes(self) -> None:
         """Check what every sandbox's first read would check, without building them.
 
         A snapshot skips the fold, so its content must validate as events do:
-        ids, names and netns paths (the cheap string checks ``Metadata`` and
-        ``NetNS`` make) and every config (decoded once; the ``Metadata`` is kept,
-        so the first read does not decode it again). Statuses were checked when
-        ``from_snapshot`` built them. ``Sandbox`` and ``NetNS`` values stay lazy.
-        Raises what building the Sandbox would raise.
+        ids, names, netns paths and configs, by the checks building its
+        ``Metadata`` makes (``sandbox.projection_entry.check_all``: a config in
+        canonical form is proven valid in bulk and decoded on the first read;
+        any other is decoded now, and its ``Metadata`` kept). Statuses were
+        checked when ``from_snapshot`` built them. ``Sandbox`` and ``NetNS``
+        values stay lazy. Raises what building the Sandbox would raise.
         """
-        for sandbox_id, entry in self._sandboxes.items():
-            if entry.metadata is None:
-                entry.metadata = _metadata(sandbox_id, entry.meta)
+        check_all(self._sandboxes.items())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Projection):
@@ -457,10 +456,3 @@ class Projection:
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._sandboxes))
-
-
-def _metadata(sandbox_id: str, meta: ev.AddedMetadata) -> Metadata:
-    """The Metadata of an add event's map: where its config is decoded (and checked)."""
-    return Metadata(
-        sandbox_id, meta.name, PodSandboxConfig.from_go_json(meta.config), meta.netns_path
-    )

@@ -7,9 +7,15 @@ folded; a snapshot skips the fold, so its content is checked here, as
 strictly: types, ids, names, states, paths, and the ownership entries'
 consistency with the sandboxes (the invariants ``Projection``'s fold keeps).
 
-``check_body`` looks at the decoded msgpack before a ``Projection`` is built
-from it; building every ``Sandbox`` afterwards (``snapshot.decode_info``)
-checks metadata, config and status with the same validators events use.
+``decode_body`` decodes the body's msgpack into the layout's shape (``_Body``:
+the keys, each sandbox row a tuple of six of the right types, each owned row
+a tuple of four), which ``msgspec`` checks in C as it decodes - a snapshot
+may hold 100,000 sandboxes, and a check per field in Python cost more than
+the decode - and then checks here what a shape cannot say. Building the
+``Projection`` from it and ``Projection.check_sandboxes`` (in
+``snapshot.decode_info``) check metadata, config and status with the same
+validators events use (a config in body format 3 is its own msgpack bytes,
+checked there in bulk).
 """
 
 from __future__ import annotations
@@ -17,34 +23,47 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import msgspec
+
 from sandbox.errors import SnapshotError
 from sandbox.ids import validate_id
 from sandbox.ownership import NetNSState
-from sandbox.projection import SNAPSHOT_FORMAT
+from sandbox.projection import SNAPSHOT_CONFIG_TYPES
 
-__all__ = ["check_body"]
+__all__ = ["decode_body"]
 
-_KEYS = frozenset(("format", "last_seq", "sandboxes", "owned"))
-#: The recorded netns dir (NetNSDirRecorded): in every snapshot of a store that has
-#: one, so that a compacted log, whose first record is gone, still knows its dir.
-_OPTIONAL = frozenset(("netns_dir",))
 # REMOVED is never kept by the fold (the entry is dropped), so a snapshot claiming it lies.
 _KEPT_STATES = {s.value: s for s in NetNSState if s is not NetNSState.REMOVED}
 # States in which the owning sandbox exists and lists the path (ASSIGNED/CREATED turn
 # into REMOVING when the sandbox is deleted; CLOSED is dropped with it).
 _NEEDS_SANDBOX = (NetNSState.ASSIGNED, NetNSState.CREATED, NetNSState.CLOSED)
+_CONFIG_TYPES: dict[type[Any], str] = {bytes: "msgpack bytes", dict: "a map"}
+
+#: A sandbox row: id, name, config (msgpack bytes, or a map in format 2), netns path,
+#: status (state, pid, created_at, exited_at, exit_status: checked as a Status is
+#: built), owned netns paths.
+_Row = tuple[str, str, bytes | dict[str, Any], str, tuple[Any, Any, Any, Any, Any], list[str]]
+
+
+class _Body(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The body's keys and the shape of its rows (``Projection.to_snapshot``)."""
+
+    format: Any
+    last_seq: Any
+    sandboxes: list[_Row]
+    #: path, sandbox id, state, seq of the assigning record
+    owned: list[tuple[Any, Any, Any, Any]]
+    #: The recorded netns dir (NetNSDirRecorded): in every snapshot of a store that has
+    #: one, so that a compacted log, whose first record is gone, still knows its dir.
+    netns_dir: Any = None
+
+
+_DECODER = msgspec.msgpack.Decoder(_Body)
 
 
 def _int(value: object, what: str, low: int, high: int) -> int:
     if type(value) is not int or not low <= value <= high:
         raise SnapshotError(f"{what} {value!r}: expected an int in [{low}, {high}]")
-    return value
-
-
-def _list(value: object, what: str, length: int | None = None) -> list[Any]:
-    if type(value) is not list or (length is not None and len(value) != length):
-        shape = "a list" if length is None else f"a list of {length}"
-        raise SnapshotError(f"{what}: expected {shape}, got {value!r:.80}")
     return value
 
 
@@ -61,40 +80,39 @@ def _path(value: object, what: str) -> str:
     return value
 
 
-def _sandbox_paths(rows: list[Any]) -> dict[str, list[str]]:
-    """Each sandbox's owned-path list, checked; ids and names are checked when built."""
+def _repeated(values: list[str]) -> str:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    raise ValueError("no value is repeated")
+
+
+def _sandbox_paths(rows: list[_Row], config_type: type[Any]) -> dict[str, list[str]]:
+    """The owned-path list of each sandbox that has one, checked; ids unique, configs of
+    the format's type. Ids, names and configs are checked when built."""
+    if len({row[0] for row in rows}) != len(rows):
+        raise SnapshotError(
+            f"sandbox id {_repeated([row[0] for row in rows])!r:.80} is listed twice"
+        )
+    if any(type(row[2]) is not config_type for row in rows):
+        bad = next(row[0] for row in rows if type(row[2]) is not config_type)
+        raise SnapshotError(f"sandbox {bad}: config must be {_CONFIG_TYPES[config_type]}")
     out: dict[str, list[str]] = {}
-    for i, row in enumerate(rows):
-        sandbox_id, _name, config, netns_path, status, owned = _list(row, f"sandboxes[{i}]", 6)
-        if type(sandbox_id) is not str or sandbox_id in out:
-            raise SnapshotError(f"sandboxes[{i}]: id {sandbox_id!r:.80} is not a unique str")
-        if type(config) is not dict or type(netns_path) is not str:
-            raise SnapshotError(f"sandbox {sandbox_id}: config must be a map, netns_path a str")
-        _list(status, f"sandbox {sandbox_id}: status", 5)
-        paths = [_path(p, f"sandbox {sandbox_id}: owned path") for p in _list(owned, "owned")]
+    for sandbox_id, _name, _config, _netns_path, _status, owned in (r for r in rows if r[5]):
+        paths = [_path(p, f"sandbox {sandbox_id}: owned path") for p in owned]
         if len(set(paths)) != len(paths):
             raise SnapshotError(f"sandbox {sandbox_id}: an owned path is listed twice")
         out[sandbox_id] = paths
     return out
 
 
-def check_body(body: object) -> None:
-    """Raise ``SnapshotError`` unless ``body`` is a well-formed ``to_snapshot()`` dict."""
-    if type(body) is not dict or not _KEYS <= set(body) <= _KEYS | _OPTIONAL:
-        raise SnapshotError(
-            f"body must be a map with keys {sorted(_KEYS)} (and optionally {sorted(_OPTIONAL)})"
-        )
-    recorded = body.get("netns_dir")
-    if recorded is not None:
-        _path(recorded, "netns_dir")
-    if body["format"] != SNAPSHOT_FORMAT:
-        raise SnapshotError(f"body format {body['format']!r}; expected {SNAPSHOT_FORMAT}")
-    last_seq = _int(body["last_seq"], "last_seq", 0, 2**63 - 1)
-    paths_of = _sandbox_paths(_list(body["sandboxes"], "sandboxes"))
+def _check_owned(rows: list[tuple[Any, Any, Any, Any]], last_seq: int,
+                 paths_of: dict[str, list[str]]) -> None:  # fmt: skip
     seen: set[str] = set()
-    for i, row in enumerate(_list(body["owned"], "owned")):
-        path, sandbox_id, state_value, assigned_seq = _list(row, f"owned[{i}]", 4)
-        _path(path, f"owned[{i}]: path")
+    for path, sandbox_id, state_value, assigned_seq in rows:
+        _path(path, "owned path")
         if path in seen:
             raise SnapshotError(f"owned path {path} is listed twice")
         seen.add(path)
@@ -112,3 +130,29 @@ def check_body(body: object) -> None:
                 f"owned path {path} is {state.value} for sandbox {sandbox_id}, "
                 "which does not exist or does not list it"
             )
+
+
+def decode_body(data: bytes | memoryview) -> dict[str, Any]:
+    """The body in ``data`` as a ``Projection.to_snapshot()`` dict (rows as tuples);
+    ``SnapshotError`` unless it is well formed."""
+    try:
+        body = _DECODER.decode(data)
+    except Exception as exc:  # DecodeError (ValidationError: the wrong shape), and
+        # RecursionError on hostile nesting where the layout holds any value
+        raise SnapshotError(f"unreadable body: {type(exc).__name__}: {exc}") from None
+    recorded = body.netns_dir
+    if recorded is not None:
+        _path(recorded, "netns_dir")
+    fmt = body.format
+    if type(fmt) is not int or fmt not in SNAPSHOT_CONFIG_TYPES:
+        raise SnapshotError(f"body format {fmt!r}; expected one of {sorted(SNAPSHOT_CONFIG_TYPES)}")
+    last_seq = _int(body.last_seq, "last_seq", 0, 2**63 - 1)
+    paths_of = _sandbox_paths(body.sandboxes, SNAPSHOT_CONFIG_TYPES[fmt])
+    _check_owned(body.owned, last_seq, paths_of)
+    return {
+        "format": fmt,
+        "last_seq": last_seq,
+        "sandboxes": body.sandboxes,
+        "owned": body.owned,
+        "netns_dir": recorded,
+    }

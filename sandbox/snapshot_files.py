@@ -80,16 +80,25 @@ def open_regular(path: str) -> int:
         raise SnapshotError(f"{path}: cannot read: {exc}") from None
 
 
-def read_file(path: str) -> bytes:
+def read_file(path: str) -> bytearray:
+    """The whole file, read into one buffer of its size: a snapshot of 100,000
+    sandboxes is ~70 MB, and reading it in chunks and joining them copied it twice."""
     fd = open_regular(path)
     try:
         size = os.fstat(fd).st_size
         if size > MAX_SNAPSHOT_BYTES:
             raise SnapshotError(f"{path}: {size} bytes; at most {MAX_SNAPSHOT_BYTES} expected")
-        chunks: list[bytes] = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        data = bytearray(size)
+        got = 0
+        with memoryview(data) as view:
+            while got < size and (n := os.readv(fd, [view[got:]])):
+                got += n
+        del data[got:]  # shorter than fstat said: the checks of its content will tell
+        while chunk := os.read(fd, 1 << 20):  # longer: the same
+            if len(data) + len(chunk) > MAX_SNAPSHOT_BYTES:
+                raise SnapshotError(f"{path}: more than {MAX_SNAPSHOT_BYTES} bytes")
+            data += chunk
+        return data
     except OSError as exc:
         raise SnapshotError(f"{path}: cannot read: {exc}") from None
     finally:

@@ -55,7 +55,7 @@ def mac_key(key: bytes) -> bytes:
     return hashlib.blake2b(key, digest_size=32, person=_MAC_PERSON).digest()
 
 
-def _mac(data: bytes, key: bytes) -> bytes:
+def _mac(data: bytes | memoryview, key: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=MAC_BYTES, key=mac_key(key)).digest()
 
 
@@ -125,7 +125,7 @@ def with_log_position(directory: str, data: bytes) -> bytes:
     return assemble(seq, digest, position, body)
 
 
-def check_mac(data: bytes, flags: int, key: bytes | None) -> tuple[bytes, bool]:
+def check_mac(data: memoryview, flags: int, key: bytes | None) -> tuple[memoryview, bool]:
     """``(data without its MAC, authenticated)``; SnapshotError if ``key`` demands one."""
     if flags & ~FLAG_MAC:
         raise SnapshotError(f"unknown flags {flags:#06x}")

@@ -118,8 +118,11 @@ def _bad_netns_path(body: dict[str, Any]) -> None:
 
 
 def _bad_config(body: dict[str, Any]) -> None:
-    meta = _first(body)[2]["metadata"]
+    # Since body format 3 a config is its own msgpack bytes (a bin) in the row.
+    config = msgpack.unpackb(_first(body)[2], raw=False)
+    meta = config["metadata"]
     meta["namespace"] = list(range(len(meta["namespace"])))  # fixstr -> fixarray, same size
+    _first(body)[2] = msgpack.packb(config, use_bin_type=True)
 
 
 MUTATIONS = [_bad_id, _bad_name, _bad_state, _bad_pid, _bad_netns_path, _bad_config]
