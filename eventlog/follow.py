@@ -47,7 +47,13 @@ from eventlog.closing import Closing
 
 from .errors import CorruptLogError, HistoryNotLocalError
 from .files import read_from
-from .format import DEFAULT_MAX_RECORD_BYTES, FORMAT_VERSION, SEGMENT_HEADER_SIZE, Record
+from .format import (
+    DEFAULT_MAX_RECORD_BYTES,
+    FORMAT_VERSION,
+    SEGMENT_HEADER_SIZE,
+    PayloadDecoder,
+    Record,
+)
 from .scanner import CLEAN, ScanState, check_segment_header, scan_records
 from .segments import (
     SegmentFile,
@@ -97,7 +103,10 @@ class Follower(Closing):
         poll_interval: float,
         max_record_bytes: int,
         raw: bool = False,
+        decode: PayloadDecoder | None = None,
     ):
+        if raw and decode is not None:
+            raise ValueError("raw records carry the reference map: no decode hook with raw")
         if from_seq < 1:
             raise ValueError(f"from_seq must be >= 1, got {from_seq}")
         if poll_interval <= 0:
@@ -105,6 +114,7 @@ class Follower(Closing):
         self.directory = directory
         self.from_seq = from_seq
         self._raw = raw
+        self._decode = decode
         self._key = key
         self._stop = stop
         self._poll_interval = poll_interval
@@ -243,6 +253,7 @@ class Follower(Closing):
             from_seq=self.from_seq,
             version=self._version,
             raw=self._raw,
+            decode=self._decode,
         )
 
     def _advance(self) -> bool:
@@ -295,10 +306,12 @@ def follow(
     poll_interval: float = 1.0,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     raw: bool = False,
+    decode: PayloadDecoder | None = None,
 ) -> Follower:
     """Tail the log at ``directory`` from ``from_seq``; see the module docstring.
 
-    With ``raw`` the records are ``RawRecord``s (see ``eventlog.read``).
+    With ``raw`` the records are ``RawRecord``s; with ``decode`` (a typed-decode
+    hook) ``DecodedRecord``s: see ``eventlog.read``.
     """
     return Follower(
         os.path.abspath(os.fspath(directory)),
@@ -308,4 +321,5 @@ def follow(
         poll_interval=poll_interval,
         max_record_bytes=max_record_bytes,
         raw=raw,
+        decode=decode,
     )

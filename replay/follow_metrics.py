@@ -81,12 +81,8 @@ class FollowMetrics(Collector):
         return None
 
     def count_by_state(self) -> dict[State, int]:
-        counts = dict.fromkeys(State, 0)
         with self.follower.lock:
-            proj = self.follower.view.projection
-            for sandbox_id in proj.ids():
-                counts[proj.state_of(sandbox_id)] += 1
-        return counts
+            return self.follower.view.count_by_state()
 
     def describe(self) -> Iterator[Metric]:
         """The families with their names, for the registry's duplicate check."""

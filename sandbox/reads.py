@@ -25,6 +25,7 @@ from contextlib import AbstractContextManager, nullcontext
 from sandbox.errors import AmbiguousPrefixError, InvalidIDError, NotFoundError
 from sandbox.projection import Projection
 from sandbox.sandbox import Sandbox
+from sandbox.status import State
 
 __all__ = ["NO_GUARD", "Reads", "check_id_type"]
 
@@ -94,6 +95,16 @@ class Reads:
         """The ids, in add order (a copy taken now)."""
         with self._read_guard():
             return iter(self._read_projection().ids())
+
+    def count_by_state(self) -> dict[State, int]:
+        """Sandboxes per state now: one pass under the guard, no Sandbox built
+        (metrics read it when scraped, so commands pay nothing for it)."""
+        counts = dict.fromkeys(State, 0)
+        with self._read_guard():
+            proj = self._read_projection()
+            for sandbox_id in proj.ids():
+                counts[proj.state_of(sandbox_id)] += 1
+        return counts
 
     def list(self) -> list[Sandbox]:
         """Every sandbox, in add order (the seed's List)."""

@@ -93,6 +93,7 @@ import eventlog
 from eventlog import crashpoints, files
 from eventlog.segments import fsync_dir as _fsync_dir
 from sandbox.errors import SnapshotError
+from sandbox.event_fastdecode import decode_payload
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
 from sandbox.snapshot_check import decode_body
@@ -168,7 +169,7 @@ class _RecordLike(Protocol):
     @property
     def seq(self) -> int: ...
     @property
-    def payload(self) -> dict[str, Any]: ...
+    def payload(self) -> Any: ...  # a typed event, or the payload map the hook declined
 
 
 @attrs.frozen
@@ -398,11 +399,17 @@ def tail_records(
     the header of the segment holding the snapshot's seq. Either way the
     log's digest at the snapshot's seq must be the snapshot's, else
     ``eventlog.PositionMismatchError`` is raised before any record.
+
+    Each record's payload is its typed event where the store's decode hook
+    builds one (``sandbox.event_fastdecode``), else the payload map; both fold
+    alike, and the hook declines anything the reference decode would judge.
     """
     position = info.position
     if position is None:
         position = eventlog.Position("", 0, info.seq, info.digest)  # no such segment: a scan
-    return iter(eventlog.read(directory, to_seq=to_seq, key=key, start=position))
+    return iter(
+        eventlog.read(directory, to_seq=to_seq, key=key, start=position, decode=decode_payload)
+    )
 
 
 def replay(records: Iterable[_RecordLike], projection: Projection) -> int:
@@ -480,5 +487,7 @@ def load(
                 close()
         return LoadResult(info.projection, path, seq, n, tuple(skipped), info.authenticated)
     projection = Projection(netns_dir)
-    n = replay(eventlog.read(d, from_seq=1, to_seq=to_seq, key=key), projection) if to_seq else 0
+    n = 0
+    if to_seq:
+        n = replay(eventlog.read(d, to_seq=to_seq, key=key, decode=decode_payload), projection)
     return LoadResult(projection, None, 0, n, tuple(skipped))

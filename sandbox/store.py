@@ -64,7 +64,7 @@ from sandbox.reads import Reads, check_id_type
 from sandbox.reconciler import ReconcileReport
 from sandbox.retention import CompactReport, Retention
 from sandbox.sandbox import Sandbox
-from sandbox.status import State, Status
+from sandbox.status import Status
 from sandbox.store_commit import Pipeline
 from sandbox.store_retention import Retaining
 
@@ -441,7 +441,7 @@ class Store(Reads, Retaining, Closing):
     def watch(self, resync_interval: float = 10.0, *, debounce: float = 0.05) -> None:
         """Reconcile on changes in netns_dir (watchdog, debounced) and every
         ``resync_interval`` seconds (an external umount sends no inotify event)."""
-        from sandbox.watch import Watcher
+        from sandbox.watch import Watcher  # not a circle: watchdog costs ~30 ms to import
 
         with self._cmd:
             self._check_writable()
@@ -495,13 +495,3 @@ class Store(Reads, Retaining, Closing):
         the store's log keeps none (an in-memory log)."""
         stats = getattr(self._log, "stats", None)
         return stats if isinstance(stats, EventLogStats) else None
-
-    def count_by_state(self) -> dict[State, int]:
-        """Sandboxes per state now: one pass under the read lock, no Sandbox built
-        (metrics read it when scraped, so commands pay nothing for it)."""
-        counts = dict.fromkeys(State, 0)
-        with self._read:
-            proj = self._proj
-            for sandbox_id in proj.ids():
-                counts[proj.state_of(sandbox_id)] += 1
-        return counts
