@@ -33,6 +33,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -129,8 +130,15 @@ class Compaction:
         before_seq: int,
         archive_dir: str | os.PathLike[str] | None = None,
         force: bool = False,
+        prepare: Callable[[int], None] | None = None,
     ) -> CompactResult:
         """``compact`` (same rules, same errors, same ``HISTORY``) by this writer.
+
+        ``prepare(first_seq)``: called once the compaction is known to go ahead
+        (every check passed, nothing changed yet) with the seq the log will
+        start at, so the caller can carry into the log what the records before
+        it prove (the store's netns ownership); it may append. Not called when
+        nothing would be removed or the compaction is refused.
 
         Appends and rotations go on meanwhile; they are not blocked behind the
         reads and fsyncs a compaction does. That is safe because a rotation
@@ -147,7 +155,7 @@ class Compaction:
         with self._compacting:
             self._check_usable()
             before = min(before_seq, self._last_seq)
-            return _compact_locked(self.directory, before, archive, self._key, force)
+            return _compact_locked(self.directory, before, archive, self._key, force, prepare)
 
 
 def _archive_path(archive_dir: str | os.PathLike[str] | None) -> str:
@@ -155,7 +163,12 @@ def _archive_path(archive_dir: str | os.PathLike[str] | None) -> str:
 
 
 def _compact_locked(
-    d: str, before_seq: int, archive: str, key: bytes | None, force: bool
+    d: str,
+    before_seq: int,
+    archive: str,
+    key: bytes | None,
+    force: bool,
+    prepare: Callable[[int], None] | None = None,
 ) -> CompactResult:
     every = list_segments(d)
     segments, history = check_first_segment(d, every)
@@ -173,6 +186,8 @@ def _compact_locked(
     header = _kept_header(kept, key)
     shipped = load_shipped(d)
     _check_removable(d, segments[0].first_seq, kept, header, key, shipped, force)
+    if prepare is not None:
+        prepare(kept.first_seq)
     new = History(
         first_seq=kept.first_seq,
         prev_digest=header.prev_digest,

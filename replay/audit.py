@@ -160,6 +160,23 @@ def _netns(projection: Projection, event: ev.NetNSEvent) -> tuple[str, dict[str,
     return summary, {"netns": change}
 
 
+def _carried(projection: Projection, event: ev.NetNSOwnershipCarried) -> tuple[str, dict[str, Any]]:
+    # The state does not change; what moves is the record that proves ownership.
+    old = projection.owned_state(event.path)
+    state = old.value if old else None
+    change: dict[str, Any] = {
+        "path": event.path,
+        "from": state,
+        "to": state,
+        "assigned_seq": event.assigned_seq,
+    }
+    summary = (
+        f"netns {event.path} ownership carried forward from seq {event.assigned_seq} "
+        "before compaction"
+    )
+    return summary, {"netns": change}
+
+
 def _dir_recorded(projection: Projection, event: ev.NetNSDirRecorded) -> tuple[str, dict[str, Any]]:
     return f"netns dir recorded: {event.netns_dir}", {"netns_dir": event.netns_dir}
 
@@ -179,6 +196,7 @@ _DESCRIBE: dict[type[ev.Event], Callable[[Projection, Any], tuple[str, dict[str,
     ev.SandboxDeleted: _deleted,
     ev.StatusUpdated: _status,
     **dict.fromkeys(ev.NETNS_EVENTS, _netns),
+    ev.NetNSOwnershipCarried: _carried,
     ev.NetNSDirRecorded: _dir_recorded,
     ev.LogRepaired: _repaired,
 }

@@ -257,6 +257,17 @@ class _CreateFailed(msgspec.Struct, **_struct(ev.NetNSCreateFailed)):
         return ev.NetNSCreateFailed(self.id, _env(self.env), self.path, self.reason)
 
 
+class _Carried(msgspec.Struct, **_struct(ev.NetNSOwnershipCarried)):
+    v: Literal[1]
+    id: str
+    path: str
+    assigned_seq: int
+    env: _Env | None = None
+
+    def built(self) -> ev.Event | None:
+        return ev.NetNSOwnershipCarried(self.id, _env(self.env), self.path, self.assigned_seq)
+
+
 class _DirRecorded(msgspec.Struct, **_struct(ev.NetNSDirRecorded)):
     v: Literal[1]
     id: str
@@ -299,13 +310,16 @@ class _Repaired(msgspec.Struct, **_struct(ev.LogRepaired)):
         )
 
 
+#: The NetNS events with fields beyond ``path``: each has its own Struct above.
+_OWN_STRUCT: Final = (ev.NetNSClosed, ev.NetNSCreateFailed, ev.NetNSOwnershipCarried)
 _STRUCTS: Final[tuple[type[msgspec.Struct], ...]] = (
     _Added,
     _Deleted,
     _StatusUpdated,
-    *(_netns_struct(c) for c in ev.NETNS_EVENTS if c not in (ev.NetNSClosed, ev.NetNSCreateFailed)),
+    *(_netns_struct(c) for c in ev.NETNS_EVENTS if c not in _OWN_STRUCT),
     _Closed,
     _CreateFailed,
+    _Carried,
     _DirRecorded,
     _Repaired,
 )

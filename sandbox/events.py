@@ -18,6 +18,7 @@ Every change to the store is one msgpack map::
     NetNSClosed           1  path, reason  found gone out of band; never recreated
     NetNSCreateFailed     1  path, reason  effect: the namespace could not be made
                                            (add then deletes the sandbox: all or nothing)
+    NetNSOwnershipCarried 1  path, assigned_seq  still owned; proof moved here before compaction
     NetNSDirRecorded      1  netns_dir     where this store's namespaces live (id "");
                                            written when the store is created
     LogRepaired           1  damage_segment, damage_offset, damage_seq, reason, cut_seq,
@@ -93,6 +94,7 @@ __all__ = [
     "NetNSCreated",
     "NetNSDirRecorded",
     "NetNSEvent",
+    "NetNSOwnershipCarried",
     "NetNSRemoveRequested",
     "NetNSRemoved",
     "SandboxAdded",
@@ -103,6 +105,7 @@ __all__ = [
     "netns_assigned",
     "netns_closed",
     "netns_created",
+    "netns_ownership_carried",
     "netns_remove_requested",
     "netns_removed",
     "sandbox_added",
@@ -285,6 +288,24 @@ class NetNSCreateFailed(NetNSEvent):
 
 
 @attrs.frozen
+class NetNSOwnershipCarried(NetNSEvent):
+    """``id``'s proof of ``path`` moves here from record ``assigned_seq`` (sandbox/retention.py)."""
+
+    TYPE: ClassVar[str] = "NetNSOwnershipCarried"
+    VERSION: ClassVar[int] = 1
+
+    assigned_seq: int
+
+    def _fields(self) -> Payload:
+        return {"path": self.path, "assigned_seq": self.assigned_seq}
+
+    @classmethod
+    def _decode(cls, sandbox_id: str, env: Env, payload: Payload) -> NetNSOwnershipCarried:
+        path = check_str(payload["path"], "path")
+        return cls(sandbox_id, env, path, check_int(payload["assigned_seq"], "assigned_seq"))
+
+
+@attrs.frozen
 class NetNSDirRecorded(Event):
     """The directory this store's namespaces live in, fixed when the store is created
     (sandbox/netnsdir.py): a later open without one uses it, an open naming another is
@@ -364,6 +385,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     NetNSRemoved,
     NetNSClosed,
     NetNSCreateFailed,
+    NetNSOwnershipCarried,
     NetNSDirRecorded,
     LogRepaired,
 )
@@ -374,6 +396,7 @@ NETNS_EVENTS: tuple[type[NetNSEvent], ...] = (
     NetNSRemoved,
     NetNSClosed,
     NetNSCreateFailed,
+    NetNSOwnershipCarried,
 )
 _BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
 
@@ -466,6 +489,10 @@ def netns_removed(env: Payload, sandbox_id: str, path: str) -> Payload:
 
 def netns_closed(env: Payload, sandbox_id: str, path: str, reason: str) -> Payload:
     return NetNSClosed(sandbox_id, Env.from_payload(env), path, reason).to_payload()
+
+
+def netns_ownership_carried(env: Payload, sandbox_id: str, path: str, assigned_seq: int) -> Payload:
+    return NetNSOwnershipCarried(sandbox_id, Env.from_payload(env), path, assigned_seq).to_payload()
 
 
 def log_repaired(env: Payload, **fields: Any) -> Payload:

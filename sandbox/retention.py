@@ -3,9 +3,9 @@
 Why here and not in eventlog: which history may go is the store's decision.
 A store rebuilds its state from its newest valid snapshot plus the log after
 it, so once segments are compacted the snapshots are what makes the state
-recoverable. The rule, written once for ``sandboxctl compact``
-(``replay.compact``) and for an open store (``Store.compact``,
-``Store.open(retention=...)``):
+recoverable. The rule, written once for ``Store.compact`` (which
+``sandboxctl compact``, ``replay.compact`` and ``Store.open(retention=...)``
+use):
 
 - keep the newest ``keep_snapshots`` snapshots that read back intact (on a
   keyed log: with a valid MAC under its key) and belong to this log's
@@ -17,9 +17,26 @@ recoverable. The rule, written once for ``sandboxctl compact``
   not had acknowledged unless forced);
 - delete the snapshots older than it: they point into history that is gone.
 
-How the log is compacted is the caller's: ``eventlog.compact`` takes the
-writer lock (the CLI), ``EventLog.compact`` runs under the lock an open
-writer holds (the store).
+The log is always compacted through an open store (``Store.compact``:
+``EventLog.compact`` under the writer lock the store holds; ``sandboxctl
+compact`` opens the store as its writer), because compaction must first
+write to the log:
+
+- carry ownership forward. A snapshot of an unkeyed log is a cache, not
+  proof, so before the reconciler removes a namespace whose ownership it
+  has only from such a snapshot it reads the record that assigned it
+  (sandbox/store_netns.py ``confirm_removal``). Compaction removes that
+  record; so, before any segment goes, the store writes one durable batch
+  of NetNSOwnershipCarried records - one per pending path whose proof is
+  older than the compaction point, each proven first if its claim rests
+  on an unauthenticated snapshot - and the proof stays in the local log.
+
+It carries on keyed logs too, although their snapshots are MAC-authenticated
+and need no confirmation: one behaviour is simpler to audit and to test
+(the local log of any store proves every pending path it owns, for verify,
+audit and a person reading it without the snapshots), and the cost is one
+small record per live namespace assigned before the compaction point, per
+compaction.
 """
 
 from __future__ import annotations
@@ -43,7 +60,8 @@ __all__ = [
     "kept_snapshots",
 ]
 
-#: Compacts the log before the seq it is given (archive dir, key and force bound).
+#: Compacts the log before the seq it is given (the store's writer; archive dir and
+#: force bound), after carrying ownership forward (module docstring).
 CompactLog = Callable[[int], eventlog.CompactResult]
 
 

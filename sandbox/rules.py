@@ -27,7 +27,9 @@ __all__ = [
     "TRANSITIONS",
     "RuleState",
     "check",
+    "carry_refusal",
     "check_add",
+    "check_carry",
     "check_delete",
     "check_netns",
     "check_netns_dir",
@@ -49,6 +51,10 @@ class RuleState(Protocol):
     def owned_state(self, path: str) -> NetNSState | None: ...
 
     def owned_path_of(self, sandbox_id: str) -> str | None: ...
+
+    def owner_of(self, path: str) -> str | None: ...
+
+    def assigned_seq(self, path: str) -> int | None: ...
 
     @property
     def recorded_netns_dir(self) -> str | None: ...
@@ -113,6 +119,10 @@ NETNS_FROM: dict[type[ev.NetNSEvent], frozenset[NetNSState | None]] = {
     # add(create_netns=True) records a failed creation of its fresh path, then
     # deletes the sandbox (which turns the path to REMOVING: any leftover goes).
     ev.NetNSCreateFailed: frozenset({_ASSIGNED}),
+    # Compaction carries the proof of a path the store still has to act on (or show);
+    # a terminal path needs none. It also must name the owner and the record it
+    # replaces as the proof (``carry_refusal``).
+    ev.NetNSOwnershipCarried: frozenset({_ASSIGNED, _CREATED, _REMOVING}),
 }
 
 
@@ -182,6 +192,35 @@ def check_netns(state: RuleState, kind: type[ev.NetNSEvent], sandbox_id: str, pa
         )
 
 
+def carry_refusal(state: RuleState, sandbox_id: str, path: str, assigned_seq: int) -> str | None:
+    """Why a NetNSOwnershipCarried of ``path`` for ``sandbox_id``, replacing the proof at
+    ``assigned_seq``, may not follow now (None: it may). Only the path's owner, in a
+    non-terminal state, with the very seq the state records as its proof: a carry can
+    move a proof forward, never create one or hand a path to another sandbox."""
+    kind = ev.NetNSOwnershipCarried
+    owned = state.owned_state(path)
+    if not netns_may_follow(kind, owned):
+        expected = " or ".join(sorted(_shown(s) for s in NETNS_FROM[kind]))
+        return f"it was {_shown(owned)}, expected {expected}"
+    owner = state.owner_of(path)
+    if owner != sandbox_id:
+        return f"it is owned by sandbox {owner}, expected {sandbox_id}"
+    recorded = state.assigned_seq(path)
+    if recorded != assigned_seq:
+        return f"its ownership rests on seq {recorded}, expected {assigned_seq}"
+    return None
+
+
+def check_carry(state: RuleState, sandbox_id: str, path: str, assigned_seq: int) -> None:
+    """NetNSOwnershipCarried (``carry_refusal``): InvalidTransitionError naming why not."""
+    why = carry_refusal(state, sandbox_id, path, assigned_seq)
+    if why is not None:
+        raise InvalidTransitionError(
+            f"sandbox {sandbox_id}: NetNSOwnershipCarried of netns {path} "
+            f"from seq {assigned_seq}; {why}"
+        )
+
+
 def check_netns_dir(state: RuleState, netns_dir: str) -> None:
     """NetNSDirRecorded: a store's netns dir is recorded once and never changed (a
     second record of the same dir, e.g. by two racing first opens, is harmless)."""
@@ -202,6 +241,8 @@ def check(state: RuleState, event: ev.Event) -> None:
         check_delete(state, event.id)
     elif isinstance(event, ev.StatusUpdated):
         check_status(state, event.id, event.status.state)
+    elif isinstance(event, ev.NetNSOwnershipCarried):
+        check_carry(state, event.id, event.path, event.assigned_seq)
     elif isinstance(event, ev.NetNSEvent):
         check_netns(state, type(event), event.id, event.path)
     elif isinstance(event, ev.NetNSDirRecorded):

@@ -3,9 +3,11 @@
 Kernel side effects are never done by a command directly (sandbox/store.py):
 a command logs the *intent*, the reconciler makes the kernel match, and each
 *effect* is written back here - ``record`` is the reconciler's callback. The
-other two helpers finish what the reconciler could not: ``undo_add`` when
+other helpers finish what the reconciler could not: ``undo_add`` when
 ``add(create_netns=True)``'s namespace could not be made, ``confirm_removal``
-before a removal whose ownership rests only on an unauthenticated snapshot.
+before a removal whose ownership rests only on an unauthenticated snapshot,
+and ``carry_ownership`` before a compaction removes the records that prove
+ownership (sandbox/store_retention.py).
 
 Locks (the store's, in its order reconcile -> cmd -> read): ``record`` and
 ``undo_add`` take ``_cmd`` (serialising them with every command) while they
@@ -13,6 +15,8 @@ check the rules against the command view and reserve their events, then wait
 for the store's group commit without it; ``record`` runs inside a reconcile,
 i.e. with ``_reconcile_lock`` held. ``confirm_removal`` takes only ``_read``, for
 one lookup, and reads the log without any store lock (readers need none).
+``carry_ownership`` confirms without a lock, then reserves under ``_cmd`` as
+``record`` does.
 """
 
 from __future__ import annotations
@@ -37,7 +41,17 @@ from sandbox.sandbox import Sandbox
 if TYPE_CHECKING:
     from sandbox.store import Store
 
-__all__ = ["confirm_removal", "finish_add", "netns_metadata", "record", "undo_add"]
+__all__ = [
+    "carry_ownership",
+    "confirm_removal",
+    "finish_add",
+    "netns_metadata",
+    "record",
+    "undo_add",
+]
+
+#: The records that may prove a path owned: its assignment, or a carry of that proof.
+_PROOFS = (ev.NETNS_ASSIGNED, ev.NetNSOwnershipCarried.TYPE)
 
 # The store's logger: these messages are the store's, wherever the code lives.
 log = logging.getLogger("sandbox.store")
@@ -117,8 +131,10 @@ def confirm_removal(store: Store, owned: OwnedNetNS) -> str | None:
 
     Only paths whose ownership came from an unauthenticated snapshot are
     checked: the record at the snapshot's recorded assigning seq must be a
-    NetNSAssigned of that path for that sandbox. One record read per path,
-    not a replay of the log; a confirmed path is remembered.
+    NetNSAssigned of that path for that sandbox, or a NetNSOwnershipCarried
+    of it (compaction carried the proof forward before the assignment went).
+    One record read per path, not a replay of the log; a confirmed path is
+    remembered. A record that is no longer local raises HistoryNotLocalError.
     """
     with store._read:
         seq = store._proj.assigned_seq(owned.path)
@@ -135,7 +151,7 @@ def confirm_removal(store: Store, owned: OwnedNetNS) -> str | None:
             close()
     event = rec.payload if rec is not None else {}
     if (
-        event.get("type") == ev.NETNS_ASSIGNED
+        event.get("type") in _PROOFS
         and event.get("path") == owned.path
         and event.get("id") == owned.sandbox_id
     ):
@@ -143,8 +159,55 @@ def confirm_removal(store: Store, owned: OwnedNetNS) -> str | None:
         return None
     return (
         f"removal of {owned.path} for sandbox {owned.sandbox_id} rests only on an "
-        f"unauthenticated snapshot: log record {seq} is not its NetNSAssigned; not touched"
+        f"unauthenticated snapshot: log record {seq} is not its NetNSAssigned (nor a carry "
+        "of it); not touched"
     )
+
+
+def carry_ownership(store: Store, before: int) -> list[str]:
+    """Before the log is compacted at ``before``: carry the proof of every pending
+    path assigned before it into one durable batch of NetNSOwnershipCarried records
+    (sandbox/retention.py says why). Returns the carried paths.
+
+    A claim that rests on an unauthenticated snapshot is proven first
+    (``confirm_removal``) from its still-local record; one that cannot be
+    (its record is already gone, or is not its proof) is not carried, with a
+    warning: the reconciler refuses to act on it either way. A path whose
+    state changed meanwhile is left to the rules (not carried if refused).
+    """
+    with store._read:
+        proj = store._proj
+        old = [(o, proj.assigned_seq(o.path)) for o in proj.pending()]
+    proven: list[tuple[OwnedNetNS, int]] = []
+    for owned, seq in old:
+        if seq is None or seq >= before:
+            continue
+        try:
+            why = confirm_removal(store, owned)
+        except eventlog.HistoryNotLocalError as exc:
+            why = str(exc)
+        if why is not None:
+            log.warning("compaction: ownership of %s not carried: %s", owned.path, why)
+            continue
+        proven.append((owned, seq))
+    if not proven:
+        return []
+    with store._cmd:
+        store._check_writable()
+        view = store._pipe.view()
+        env = store._env.stamp()
+        batch: list[ev.Event] = []
+        for owned, seq in proven:
+            try:
+                rules.check_carry(view, owned.sandbox_id, owned.path, seq)
+            except InvalidTransitionError as why:
+                log.info("compaction: not carrying: %s", why)
+                continue
+            batch.append(ev.NetNSOwnershipCarried(owned.sandbox_id, env, owned.path, seq))
+        ticket = store._pipe.reserve(batch) if batch else None
+    if ticket is not None:
+        store._pipe.wait(ticket)
+    return [e.path for e in batch if isinstance(e, ev.NetNSOwnershipCarried)]
 
 
 def undo_add(store: Store, sandbox_id: str, path: str, report: ReconcileReport) -> NoReturn:

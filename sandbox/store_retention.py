@@ -9,6 +9,15 @@ lock it holds), while commands go on appending. The rule - which snapshots
 are kept, where the log is cut, which snapshots go - is
 ``sandbox.retention``'s, the one ``sandboxctl compact`` uses.
 
+Before any segment goes, ``store_netns.carry_ownership`` writes one durable
+batch of NetNSOwnershipCarried records, one per pending namespace whose
+proof of ownership (its NetNSAssigned record) is about to be removed
+(sandbox/retention.py says why and on which logs). A crash between that
+batch and the compaction (crash point ``compact.after_carry``) is
+harmless: the carries are records the rules allow, replay folds them (the
+proof simply moves to a record that is still local), nothing was removed,
+and the next compaction carries again what it still needs.
+
 Compactions of one store run one at a time (``Store._retention_lock``), so
 two of them never prune each other's kept snapshots. A ``snapshot()``
 racing one is harmless: it only adds a newer snapshot, and its own pruning
@@ -20,16 +29,26 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from eventlog import CompactionRefusedError, CompactResult, EventLog, LogClosedError
+from eventlog import CompactionRefusedError, CompactResult, EventLog, LogClosedError, crashpoints
 from sandbox.errors import StoreClosedError, StoreError
 from sandbox.logport import LogPort
 from sandbox.retention import CompactReport, NoSnapshotError, Retention, apply_retention
+from sandbox.store_netns import carry_ownership
 
-__all__ = ["Retaining"]
+if TYPE_CHECKING:
+    from sandbox.store import Store
+
+__all__ = ["AFTER_CARRY", "Retaining"]
 
 log = logging.getLogger("sandbox.store")
+
+AFTER_CARRY = crashpoints.register(
+    "compact.after_carry",
+    "sandbox/store_retention.py Store.compact: the NetNSOwnershipCarried batch is durable, "
+    "no segment removed yet",
+)
 
 
 class Retaining:
@@ -66,13 +85,15 @@ class Retaining:
     ) -> CompactReport:
         """Retention on the open store (``sandboxctl compact``'s rule, sandbox/retention.py).
 
-        Keeps the newest ``keep_snapshots`` usable snapshots, removes (or moves
-        to ``archive_dir``) the log segments wholly before the oldest kept one,
-        deletes the older snapshots. Commands go on meanwhile. ValueError for
-        ``keep_snapshots`` < 1; ``NoSnapshotError`` (a StoreError) when no
-        snapshot is usable; ``eventlog.CompactionRefusedError`` when records a
-        shipper has not had acknowledged (``SHIPPED``) would go, unless
-        ``force``, or when the segments to remove do not chain into the rest.
+        Keeps the newest ``keep_snapshots`` usable snapshots, carries the proof
+        of every pending namespace assigned before the oldest kept one forward
+        (module docstring), removes (or moves to ``archive_dir``) the log
+        segments wholly before it, deletes the older snapshots. Commands go on
+        meanwhile. ValueError for ``keep_snapshots`` < 1; ``NoSnapshotError``
+        (a StoreError) when no snapshot is usable;
+        ``eventlog.CompactionRefusedError`` when records a shipper has not had
+        acknowledged (``SHIPPED``) would go, unless ``force``, or when the
+        segments to remove do not chain into the rest.
         """
         self._no_command_in_fn("compact")
         writer = self._log
@@ -82,8 +103,17 @@ class Retaining:
                 "(Store.open), not one over an in-memory log"
             )
 
+        def carry(first_seq: int) -> None:
+            # Only once the compaction is sure to go ahead, and only for the
+            # records it removes: a refused one (unshipped records) carries nothing.
+            carry_ownership(cast("Store", self), first_seq)
+            if crashpoints.ARMED:
+                crashpoints.hit(AFTER_CARRY)
+
         def compact_log(before: int) -> CompactResult:
-            return writer.compact(before_seq=before, archive_dir=archive_dir, force=force)
+            return writer.compact(
+                before_seq=before, archive_dir=archive_dir, force=force, prepare=carry
+            )
 
         with self._retention_lock:
             with self._cmd:

@@ -27,10 +27,10 @@ from replay.cli.common import (
     writer,
 )
 from replay.cli.exits import EXIT_CORRUPT, EXIT_FAILED, EXIT_OK
-from replay.compact import compact_store
 from replay.errors import InvalidInputError
 from replay.repair import repair_log
 from replay.verify import VerifyResult, verify
+from sandbox.retention import check_keep
 
 __all__ = [
     "add_integrity_commands",
@@ -196,21 +196,19 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    d, key = state_dir(args), key_from_args(args)
-    try:
-        report = wait_for_lock(
-            args,
-            lambda: compact_store(
-                d,
-                keep_snapshots=args.keep_snapshots,
-                netns_dir=netns_dir(args),
-                archive=args.archive,
-                key=key,
-                force=args.force,
-            ),
-        )
-    except ValueError as exc:  # --keep-snapshots, no snapshot: the input is wrong
+    try:  # wrong input is refused before the store is opened (and reconciled)
+        check_keep(args.keep_snapshots, "--keep-snapshots")
+    except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
+    # As the store's writer: compaction first carries ownership forward in the log
+    # (sandbox/retention.py), which only the writer may append.
+    with writer(args) as store:
+        try:
+            report = store.compact(
+                keep_snapshots=args.keep_snapshots, archive_dir=args.archive, force=args.force
+            )
+        except ValueError as exc:  # no usable snapshot: the input is wrong
+            raise InvalidInputError(str(exc)) from None
     if args.output == "json":
         output.emit(output.to_json(report.to_dict()))
     else:

@@ -48,9 +48,10 @@ HIT_CAPS: dict[str, int] = {
 DEFAULT_HIT_CAP = 4
 
 
-#: Crash points the store workload never reaches: compaction runs outside an
-#: open store (``sandboxctl compact``), so its points are crash-tested by
-#: tests/eventlog/test_eventlog_compact.py (SIGKILL at each), not here.
+#: Crash points the store workload never reaches: its commands never compact
+#: (``Store.compact``, ``sandboxctl compact``), so these points are crash-tested
+#: by tests/eventlog/test_eventlog_compact.py and the retention tests of
+#: tests/sandbox (SIGKILL at each), not here.
 NOT_IN_STORE_WORKLOAD = ("compact.",)
 
 

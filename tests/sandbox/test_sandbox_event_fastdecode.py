@@ -62,6 +62,7 @@ def valid_payloads() -> dict[str, dict[str, Any]]:
         ev.NetNSRemoved(A, env, PATH),
         ev.NetNSClosed(A, env, PATH, "gone"),
         ev.NetNSCreateFailed(A, env, PATH, "EPERM"),
+        ev.NetNSOwnershipCarried(A, env, PATH, 4),
         ev.NetNSDirRecorded("", env, "/var/run/netns"),
         ev.LogRepaired("", env, "s.log", 9, None, "bad crc", 3, "s.log", 7, 99, ("b",), ()),
     ]
@@ -252,6 +253,24 @@ STRUCTURED: dict[str, dict[str, Any]] = {
     "NetNSClosed reason nil": _with(VALID["NetNSClosed"], ("reason",), None),
     "NetNSCreated path bin": _with(VALID["NetNSCreated"], ("path",), b"/p"),
     "NetNSCreated with a reason": _with(VALID["NetNSCreated"], ("reason",), "x"),
+    "NetNSOwnershipCarried seq bool": _with(
+        VALID["NetNSOwnershipCarried"], ("assigned_seq",), True
+    ),
+    "NetNSOwnershipCarried seq float": _with(
+        VALID["NetNSOwnershipCarried"], ("assigned_seq",), 4.0
+    ),
+    "NetNSOwnershipCarried seq str": _with(VALID["NetNSOwnershipCarried"], ("assigned_seq",), "4"),
+    "NetNSOwnershipCarried seq nil": _with(VALID["NetNSOwnershipCarried"], ("assigned_seq",), None),
+    "NetNSOwnershipCarried seq missing": _with(
+        VALID["NetNSOwnershipCarried"], ("assigned_seq",), _DROP
+    ),
+    "NetNSOwnershipCarried seq huge": _with(
+        VALID["NetNSOwnershipCarried"], ("assigned_seq",), 2**64 - 1
+    ),
+    "NetNSOwnershipCarried seq negative": _with(
+        VALID["NetNSOwnershipCarried"], ("assigned_seq",), -(2**63)
+    ),
+    "NetNSOwnershipCarried with a reason": _with(VALID["NetNSOwnershipCarried"], ("reason",), "x"),
     "NetNSDirRecorded dir nil": _with(VALID["NetNSDirRecorded"], ("netns_dir",), None),
     "LogRepaired damage_seq int": _with(VALID["LogRepaired"], ("damage_seq",), 4),
     "LogRepaired damage_seq bool": _with(VALID["LogRepaired"], ("damage_seq",), True),
