@@ -12,8 +12,10 @@ always raised. The classes stay attrs classes (equality, repr, evolve).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
+from operator import is_
+from typing import Any, cast
 
 from sandbox.status import State, Status
 
@@ -27,6 +29,7 @@ __all__ = [
     "slot",
     "status_from_map",
     "status_from_values",
+    "statuses_from_values",
 ]
 
 
@@ -95,6 +98,23 @@ def status_from_values(state: object, pid: object, created: object, exited: obje
     """``Status(State(state), pid, created, exited, code)``, checked as ``status_from_map``."""
     st = _fast_status(state, pid, created, exited, code)
     return st if st is not None else Status(State(state), pid, created, exited, code)  # type: ignore[arg-type]
+
+
+def statuses_from_values(rows: Sequence[Sequence[object]]) -> list[Status]:
+    """``status_from_values(*row)`` of each 5-item row, in order (a snapshot's statuses):
+    the same Statuses, and what the first invalid row raises."""
+    fast = _fast_status
+    try:
+        out = [fast(*row) for row in rows]
+    except TypeError:  # a row that is no 5 values: one by one finds the first error
+        return [status_from_values(*row) for row in rows]
+    # ``None in out`` would call Status.__eq__ (Python) on each: identity, in C.
+    if any(map(is_, out, repeat(None))):
+        return [
+            st if st is not None else status_from_values(*row)
+            for st, row in zip(out, rows, strict=True)
+        ]
+    return cast("list[Status]", out)
 
 
 def _fast_status(

@@ -5,6 +5,8 @@
   64 hex digits; 128 leaves room for other schemes while keeping an id usable
   as a file name component (and ``/`` or NUL would make it a path, whitespace
   breaks every line-oriented tool an operator points at the log).
+* ``validate_ids`` / ``validate_names``: the same checks over many values at
+  once (a snapshot's 100,000 sandboxes), with the same first error.
 * ``validate_name``: a str of 1..``MAX_NAME_LENGTH`` (1024) characters without
   NUL. containerd's names are ``<name>_<namespace>_<uid>_<attempt>``, at most a
   few hundred characters with Kubernetes' own limits.
@@ -19,7 +21,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from sandbox.errors import AlreadyExistsError, AmbiguousPrefixError, InvalidIDError, NotFoundError
 
@@ -29,7 +31,9 @@ __all__ = [
     "Registrar",
     "TruncIndex",
     "validate_id",
+    "validate_ids",
     "validate_name",
+    "validate_names",
 ]
 
 MAX_ID_LENGTH = 128
@@ -53,11 +57,36 @@ def _text(value: object, what: str, max_length: int) -> str:
     return value
 
 
+def _plain_id(text: str) -> bool:
+    """True if every character of ``text`` is printable ASCII other than space and '/'
+    (the usual id: hex, ASCII word characters). A test of each character alone, so it
+    holds for a concatenation of ids exactly when it holds for each: the bulk check."""
+    return text.isascii() and text.isprintable() and " " not in text and "/" not in text
+
+
+def _plain_name(text: str) -> bool:
+    """True if ``text`` is ASCII without NUL (the usual name); per character, as above."""
+    return text.isascii() and "\x00" not in text
+
+
+def _joined(values: Sequence[object], max_length: int) -> str | None:
+    """``values`` concatenated, if each is a str of 1..``max_length`` characters; else
+    None (the single validator then finds and words the first error)."""
+    if not values:
+        return ""
+    try:
+        joined = "".join(values)  # type: ignore[arg-type]  # a non-str is a TypeError
+    except TypeError:
+        return None
+    if min(map(len, values)) < 1 or max(map(len, values)) > max_length:  # type: ignore[arg-type]
+        return None
+    return joined
+
+
 def validate_id(value: object) -> str:
     """Return ``value`` if it is a valid sandbox id, else raise ``InvalidIDError``."""
     value = _text(value, "sandbox id", MAX_ID_LENGTH)
-    # Fast path: the usual id is lowercase hex / ASCII word characters.
-    if value.isascii() and value.isprintable() and " " not in value and "/" not in value:
+    if _plain_id(value):
         return value
     for ch in value:
         if ch == "/" or ch.isspace() or not ch.isprintable():
@@ -75,6 +104,8 @@ def validate_id(value: object) -> str:
 def validate_name(value: object) -> str:
     """Return ``value`` if it is a valid sandbox name, else raise ``InvalidIDError``."""
     value = _text(value, "sandbox name", MAX_NAME_LENGTH)
+    if _plain_name(value):
+        return value
     if "\x00" in value:
         raise InvalidIDError(f"sandbox name {_show(value)} contains NUL")
     if not value.isascii():
@@ -83,6 +114,27 @@ def validate_name(value: object) -> str:
         except UnicodeEncodeError:
             raise InvalidIDError(f"sandbox name {_show(value)} is not valid unicode text") from None
     return value
+
+
+def validate_ids(values: Sequence[object]) -> None:
+    """``validate_id`` of each value, in order: raises what the first invalid one raises.
+
+    The usual ids are checked together, at C speed, by the same character test
+    ``validate_id`` starts with; anything that test does not pass is checked one
+    by one, which decides and words the error.
+    """
+    joined = _joined(values, MAX_ID_LENGTH)
+    if joined is None or not _plain_id(joined):
+        for value in values:
+            validate_id(value)
+
+
+def validate_names(values: Sequence[object]) -> None:
+    """``validate_name`` of each value, in order (as ``validate_ids``)."""
+    joined = _joined(values, MAX_NAME_LENGTH)
+    if joined is None or not _plain_name(joined):
+        for value in values:
+            validate_name(value)
 
 
 class TruncIndex:
@@ -103,6 +155,14 @@ class TruncIndex:
         self._ids.add(sandbox_id)
         if self._sorted is not None:
             bisect.insort(self._sorted, sandbox_id)
+
+    def add_many(self, sandbox_ids: Sequence[str]) -> None:
+        """``add`` each id (a snapshot's load: one set update, no call per id)."""
+        if self._sorted is None:
+            self._ids.update(sandbox_ids)
+        else:
+            for sandbox_id in sandbox_ids:
+                self.add(sandbox_id)
 
     def delete(self, sandbox_id: str) -> None:
         if sandbox_id not in self._ids:
@@ -174,6 +234,25 @@ class Registrar:
             )
         self._by_name[name] = sandbox_id
         self._by_id[sandbox_id] = name
+
+    def reserve_many(self, names: Sequence[str], sandbox_ids: Sequence[str]) -> None:
+        """``reserve(name, id)`` for each pair, in order: the same reservations, and the
+        same first ``AlreadyExistsError`` (after the pairs before it are reserved).
+
+        Into an empty registrar, pairs whose names are all distinct and whose ids are
+        all distinct cannot conflict: two dicts are built at once. Anything else is
+        reserved one by one.
+        """
+        if len(names) != len(sandbox_ids):
+            raise ValueError(f"{len(names)} names for {len(sandbox_ids)} sandbox ids")
+        if not self._by_name and not self._by_id:
+            by_name = dict(zip(names, sandbox_ids, strict=True))
+            by_id = dict(zip(sandbox_ids, names, strict=True))
+            if len(by_name) == len(by_id) == len(names):
+                self._by_name, self._by_id = by_name, by_id
+                return
+        for name, sandbox_id in zip(names, sandbox_ids, strict=True):
+            self.reserve(name, sandbox_id)
 
     def release_by_name(self, name: str) -> None:
         sandbox_id = self._by_name.pop(name, None)

@@ -47,7 +47,14 @@ from sandbox.ids import Registrar, TruncIndex
 from sandbox.metadata import Metadata
 from sandbox.netns import DEFAULT_NETNS_DIR, NetNS
 from sandbox.ownership import NetNSState, OwnedNetNS
-from sandbox.projection_entry import Entry, check_all, metadata_of
+from sandbox.projection_entry import (
+    Entry,
+    Stored,
+    check_all,
+    check_stored,
+    metadata_of,
+    stored_entries,
+)
 from sandbox.sandbox import Sandbox
 from sandbox.status import State, Status
 
@@ -87,7 +94,8 @@ class Projection:
         self.last_seq = 0
         self._sandboxes: dict[str, Entry] = {}
         self._owned: dict[str, tuple[str, NetNSState]] = {}
-        # path -> seq of the NetNSAssigned record behind its ``_owned`` entry.
+        # path -> seq of the record behind its ``_owned`` entry (its NetNSAssigned or
+        # the latest NetNSOwnershipCarried of it).
         self._assigned_at: dict[str, int] = {}
         self.index = TruncIndex()
         self.names = Registrar()
@@ -102,6 +110,7 @@ class Projection:
             ev.NetNSRemoved: self._removed,
             ev.NetNSClosed: self._closed,
             ev.NetNSCreateFailed: self._create_failed,
+            ev.NetNSOwnershipCarried: self._carried,
             ev.NetNSDirRecorded: self._dir_recorded,
             # A repair record changes no sandbox: the cut was made to the bytes.
             ev.LogRepaired: _no_op,
@@ -227,6 +236,12 @@ class Projection:
             self._assigned_at.pop(event.path, None)
             self._touch(rec[0])
 
+    def _carried(self, seq: int, event: ev.NetNSOwnershipCarried) -> None:
+        # The proof moves to this record (compaction is about to remove the old one);
+        # a carry the rules refuse proves nothing and changes nothing (verify flags it).
+        if rules.carry_refusal(self, event.id, event.path, event.assigned_seq) is None:
+            self._assigned_at[event.path] = seq
+
     def _dir_recorded(self, seq: int, event: ev.NetNSDirRecorded) -> None:
         if self.recorded_netns_dir is None:  # the first record stands
             self.recorded_netns_dir = event.netns_dir
@@ -328,8 +343,14 @@ class Projection:
         rec = self._owned.get(path)
         return rec[1] if rec is not None else None
 
+    def owner_of(self, path: str) -> str | None:
+        """The sandbox id that owns ``path`` (None: not owned)."""
+        rec = self._owned.get(path)
+        return rec[0] if rec is not None else None
+
     def assigned_seq(self, path: str) -> int | None:
-        """The seq of the NetNSAssigned record that made ``path`` owned (None: not owned)."""
+        """The seq of the record that proves ``path`` owned: its NetNSAssigned, or the
+        NetNSOwnershipCarried that carried the proof past a compaction (None: not owned)."""
         return self._assigned_at.get(path) if path in self._owned else None
 
     def owned_path_of(self, sandbox_id: str) -> str | None:
@@ -377,9 +398,13 @@ class Projection:
         return body
 
     @classmethod
-    def from_snapshot(cls, data: dict[str, Any], netns_dir: str = DEFAULT_NETNS_DIR) -> Projection:
+    def from_snapshot(
+        cls, data: dict[str, Any], netns_dir: str = DEFAULT_NETNS_DIR, *, check: bool = False
+    ) -> Projection:
         """Rebuild from ``to_snapshot()`` output, of any format in ``SNAPSHOT_FORMATS``.
-        A wrong shape raises ValueError; the content is checked by ``check_sandboxes``."""
+        A wrong shape raises ValueError; the content is checked by ``check_sandboxes``,
+        or here with ``check`` (raising as it does; from the rows' columns, which a
+        snapshot's load of 100,000 sandboxes then need not gather again)."""
         try:
             fmt = data["format"]
             if type(fmt) is not int or fmt not in SNAPSHOT_FORMATS:
@@ -389,7 +414,7 @@ class Projection:
             if type(last_seq) is not int or last_seq < 0:
                 raise ValueError(f"bad last_seq {last_seq!r}")
             proj.last_seq = last_seq
-            proj._stored_sandboxes(data["sandboxes"], SNAPSHOT_CONFIG_TYPES[fmt])
+            stored = proj._stored_sandboxes(data["sandboxes"], SNAPSHOT_CONFIG_TYPES[fmt])
             for path, sid, state_value, assigned_seq in data["owned"]:
                 if type(path) is not str or type(sid) is not str or type(assigned_seq) is not int:
                     raise ValueError(f"bad owned entry {path!r}")
@@ -401,32 +426,27 @@ class Projection:
             proj.recorded_netns_dir = recorded
         except (KeyError, TypeError, ValueError, StoreError) as exc:
             raise ValueError(f"not a valid projection snapshot: {exc!r}") from None
+        if check:
+            check_stored(stored, proj._sandboxes)
         return proj
 
-    def _stored_sandboxes(self, rows: list[Any], config_type: type[Any]) -> None:
-        """Add a snapshot's sandbox rows, whose configs are of ``config_type``."""
+    def _stored_sandboxes(self, rows: list[Any], config_type: type[Any]) -> Stored:
+        """Add a snapshot's sandbox rows, whose configs are of ``config_type``: in bulk
+        (a snapshot may hold 100,000); ids, names and paths are checked by
+        ``check_sandboxes``, a name taken twice is AlreadyExistsError here."""
+        stored = stored_entries(rows, config_type)
+        ids, names = stored.ids, stored.names
         sandboxes = self._sandboxes
-        index = self.index
-        names = self.names
-        status_of = ev.status_from_values
-        as_bytes = config_type is bytes
-        for sandbox_id, name, config, netns_path, st, owned in rows:
-            if type(sandbox_id) is not str or type(name) is not str:
-                raise ValueError(f"bad sandbox entry {sandbox_id!r}")
-            if type(config) is not config_type or type(netns_path) is not str:
-                raise ValueError(f"bad config or netns path of sandbox {sandbox_id!r}")
-            if sandbox_id in sandboxes:
-                raise ValueError(f"duplicate sandbox {sandbox_id!r}")
-            names.reserve(name, sandbox_id)  # a name taken twice: AlreadyExistsError
-            state, pid, created_at, exited_at, exit_status = st
-            status = status_of(state, pid, created_at, exited_at, exit_status)
-            paths = tuple(owned) if owned else ()
-            if as_bytes:
-                entry = Entry(name, netns_path, None, config, status, paths)
-            else:
-                entry = Entry(name, netns_path, config, None, status, paths)
-            sandboxes[sandbox_id] = entry
-            index.add(sandbox_id)
+        sandboxes.update(zip(ids, stored.entries, strict=True))
+        if len(sandboxes) != len(ids):  # the first repeated id, for the message
+            seen: set[str] = set()
+            for sandbox_id in ids:
+                if sandbox_id in seen:
+                    raise ValueError(f"duplicate sandbox {sandbox_id!r}")
+                seen.add(sandbox_id)
+        self.names.reserve_many(names, ids)
+        self.index.add_many(ids)
+        return stored
 
     def check_sandboxes(self) -> None:
         """Check what every sandbox's first read would check, without building them.
@@ -439,7 +459,7 @@ class Projection:
         checked when ``from_snapshot`` built them. ``Sandbox`` and ``NetNS``
         values stay lazy. Raises what building the Sandbox would raise.
         """
-        check_all(self._sandboxes.items())
+        check_all(self._sandboxes)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Projection):

@@ -11,21 +11,34 @@ when that check cannot tell, decodes them the full way, which decides.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from collections import deque
+from collections.abc import Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter, is_not
+from typing import Any, Final, NamedTuple
 
 import attrs
 import msgpack
 import msgspec
 
-from sandbox import config_check
+from sandbox import config_check, schema
 from sandbox.config import PodSandboxConfig
 from sandbox.errors import InvalidConfigError
+from sandbox.event_decode import statuses_from_values
+from sandbox.ids import validate_ids, validate_names
 from sandbox.metadata import Metadata
 from sandbox.sandbox import Sandbox
 from sandbox.status import Status
 
-__all__ = ["Entry", "check_all", "metadata_of", "unpack_config"]
+__all__ = [
+    "Entry",
+    "Stored",
+    "check_all",
+    "check_stored",
+    "metadata_of",
+    "stored_entries",
+    "unpack_config",
+]
 
 
 class Entry(msgspec.Struct, gc=False, eq=False):
@@ -95,32 +108,129 @@ def _validator(field: attrs.Attribute[Any]) -> Any:
     return field.validator
 
 
-# Metadata's own validators of everything but its config (id, name, netns path): what
-# building it checks when the config is proven valid apart. Its netns_path converter
-# leaves a str as it is, and a snapshot's netns paths are str (checked before).
-_FIELDS: Final = attrs.fields(Metadata)
-_ID, _NAME, _PATH = _FIELDS.id, _FIELDS.name, _FIELDS.netns_path
-_V_ID, _V_NAME, _V_PATH = _validator(_ID), _validator(_NAME), _validator(_PATH)
+# Metadata's own validator of its netns path: what building it checks of the path
+# when the config is proven valid apart. Its netns_path converter leaves a str as it
+# is (a non-str is refused by the validator). Its id and name validators are
+# ``validate_id`` and ``validate_name`` (tests/sandbox/test_sandbox_bulk_validators.py).
+_PATH: Final = attrs.fields(Metadata).netns_path
+_V_PATH: Final = _validator(_PATH)
 
 
-def check_all(entries: Iterable[tuple[str, Entry]]) -> None:
+def check_all(entries: Mapping[str, Entry]) -> None:
     """Raise what building each sandbox's Metadata would raise, in bulk.
 
     An entry whose config is bytes proven valid (``config_check.is_canonical``)
-    has only its id, name and netns path checked (Metadata's own validators)
-    and stays lazy; any other is built now - the full decode decides - and its
-    Metadata kept for the first read.
+    has only its id, name and netns path checked (Metadata's own rules) and
+    stays lazy; any other is built now - the full decode decides - and its
+    Metadata kept for the first read. The ids, names and paths of the lazy ones
+    are checked together afterwards (``check_fields``): one pass each at C speed.
+
+    After a snapshot load every entry is lazy with config bytes, nearly always
+    canonical: all of them are then proven in one pass with no Python call per
+    config (``_all_canonical``); any doubt sends every entry the one-by-one way.
     """
+    values = list(entries.values())
+    raws = list(map(_RAW, values))
+    if (
+        not any(map(is_not, map(_METADATA, values), repeat(None)))
+        and set(map(type, raws)) <= {bytes}
+        and _all_canonical(raws)
+    ):
+        check_fields(list(entries), list(map(_NAME, values)), list(map(_NETNS_PATH, values)))
+        return
     canonical = config_check.is_canonical
-    v_id, v_name, v_path = _V_ID, _V_NAME, _V_PATH
-    f_id, f_name, f_path = _ID, _NAME, _PATH
-    for sandbox_id, entry in entries:
+    ids: list[str] = []
+    names: list[str] = []
+    paths: list[str] = []
+    for sandbox_id, entry in entries.items():
         if entry.metadata is not None:
             continue
         raw = entry.raw
         if raw is not None and canonical(raw):
-            v_id(None, f_id, sandbox_id)
-            v_name(None, f_name, entry.name)
-            v_path(None, f_path, entry.netns_path)
+            ids.append(sandbox_id)
+            names.append(entry.name)
+            paths.append(entry.netns_path)
         else:
             entry.metadata = metadata_of(sandbox_id, entry)
+    check_fields(ids, names, paths)
+
+
+#: ``config_check.is_canonical``'s test is that this decode succeeds.
+_CANONICAL: Final = msgspec.msgpack.Decoder(config_check.struct_for(schema.ROOT))
+_RAW, _METADATA = attrgetter("raw"), attrgetter("metadata")
+_NAME, _NETNS_PATH = attrgetter("name"), attrgetter("netns_path")
+
+
+def _all_canonical(raws: Sequence[bytes]) -> bool:
+    """True if ``is_canonical`` holds for every one of ``raws`` (False: not for all, or
+    not known). The decodes run in one C loop (``map``); the Structs are dropped."""
+    try:
+        deque(map(_CANONICAL.decode, raws), maxlen=0)
+    except Exception:  # as is_canonical: a failure decides nothing; one by one then
+        return False
+    return True
+
+
+def check_fields(ids: Sequence[object], names: Sequence[object], paths: Sequence[object]) -> None:
+    """Raise what Metadata's validators of id, name and netns path raise for the first
+    invalid value of each sequence (ids first, then names, then paths).
+
+    ``sandbox.ids`` checks ids and names in bulk by the rules ``Metadata``'s own
+    validators apply. A netns path's rule lives in ``Metadata`` (a str without
+    NUL): all the paths pass it if their concatenation is a str without NUL; else
+    each is checked by that validator, which decides and words the error.
+    """
+    validate_ids(ids)
+    validate_names(names)
+    try:
+        joined: str | None = "".join(paths)  # type: ignore[arg-type]  # a non-str: TypeError
+    except TypeError:
+        joined = None
+    if joined is None or "\x00" in joined:
+        v_path, f_path = _V_PATH, _PATH
+        for path in paths:
+            v_path(None, f_path, path)
+
+
+class Stored(NamedTuple):
+    """A snapshot's sandbox rows by column, and the entries built from them."""
+
+    ids: Sequence[str]
+    names: Sequence[str]
+    configs: Sequence[Any]
+    paths: Sequence[str]
+    entries: list[Entry]
+
+
+def stored_entries(rows: Sequence[Sequence[Any]], config_type: type[Any]) -> Stored:
+    """A snapshot's sandbox rows ``[id, name, config, netns path, status, owned]`` as
+    columns and entries, in row order; the statuses checked as they are built
+    (``statuses_from_values``). ``ValueError``/``TypeError`` on a wrong shape.
+
+    Column by column: each step is one call over all the rows, not one per row.
+    """
+    if not rows:
+        return Stored((), (), (), (), [])
+    columns = list(zip(*rows, strict=True))  # rows of unequal lengths: ValueError
+    if len(columns) != 6:
+        raise ValueError(f"a sandbox row has {len(columns)} fields; expected 6")
+    ids, names, configs, paths, statuses, owned = columns
+    if set(map(type, configs)) != {config_type}:
+        bad = next(row[0] for row in rows if type(row[2]) is not config_type)
+        raise ValueError(f"bad config of sandbox {bad!r:.80}")
+    built = statuses_from_values(statuses)
+    if config_type is bytes:
+        entries = list(map(Entry, names, paths, repeat(None), configs, built, map(tuple, owned)))
+    else:
+        entries = list(map(Entry, names, paths, configs, repeat(None), built, map(tuple, owned)))
+    return Stored(ids, names, configs, paths, entries)
+
+
+def check_stored(stored: Stored, entries: Mapping[str, Entry]) -> None:
+    """``check_all(entries)``, where ``entries`` were just built as ``stored``: from its
+    columns, without a pass over the entries when every config is canonical bytes."""
+    configs = stored.configs
+    if stored.entries and type(configs[0]) is bytes and _all_canonical(configs):
+        check_fields(stored.ids, stored.names, stored.paths)
+    else:
+        check_all(entries)

@@ -256,11 +256,10 @@ def _checked_projection(body_bytes: memoryview, netns_dir: str) -> Projection:
     try:
         # The content must validate as events do (DESIGN.md): every sandbox must
         # build - id, name, config, status, netns - or the store would fail on its
-        # first read. Statuses are checked as they are built; check_sandboxes checks
-        # the rest without building the Sandbox values (they stay lazy, as after a
-        # replay), configs in bulk.
-        projection = Projection.from_snapshot(body, netns_dir)
-        projection.check_sandboxes()
+        # first read. Statuses are checked as they are built; ``check`` checks the
+        # rest as check_sandboxes does, without building the Sandbox values (they
+        # stay lazy, as after a replay), configs, ids, names and paths in bulk.
+        projection = Projection.from_snapshot(body, netns_dir, check=True)
     except Exception as exc:  # from_snapshot's and the validators' errors alike
         raise SnapshotError(f"invalid body: {exc}") from None
     return projection

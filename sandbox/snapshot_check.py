@@ -21,6 +21,7 @@ checked there in bulk).
 from __future__ import annotations
 
 import os
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -41,8 +42,9 @@ _CONFIG_TYPES: dict[type[Any], str] = {bytes: "msgpack bytes", dict: "a map"}
 
 #: A sandbox row: id, name, config (msgpack bytes, or a map in format 2), netns path,
 #: status (state, pid, created_at, exited_at, exit_status: checked as a Status is
-#: built), owned netns paths.
-_Row = tuple[str, str, bytes | dict[str, Any], str, tuple[Any, Any, Any, Any, Any], list[str]]
+#: built), owned netns paths (a tuple, as the entry keeps them: none built to be copied).
+_Status = tuple[Any, Any, Any, Any, Any]
+_Row = tuple[str, str, bytes | dict[str, Any], str, _Status, tuple[str, ...]]
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -59,6 +61,7 @@ class _Body(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _DECODER = msgspec.msgpack.Decoder(_Body)
+_ID, _CONFIG, _OWNED = itemgetter(0), itemgetter(2), itemgetter(5)
 
 
 def _int(value: object, what: str, low: int, high: int) -> int:
@@ -91,16 +94,15 @@ def _repeated(values: list[str]) -> str:
 
 def _sandbox_paths(rows: list[_Row], config_type: type[Any]) -> dict[str, list[str]]:
     """The owned-path list of each sandbox that has one, checked; ids unique, configs of
-    the format's type. Ids, names and configs are checked when built."""
-    if len({row[0] for row in rows}) != len(rows):
-        raise SnapshotError(
-            f"sandbox id {_repeated([row[0] for row in rows])!r:.80} is listed twice"
-        )
-    if any(type(row[2]) is not config_type for row in rows):
+    the format's type. Ids, names and configs are checked when built. Each whole-body
+    test is one C pass (``map``, ``filter``): a body may hold 100,000 rows."""
+    if len(set(map(_ID, rows))) != len(rows):
+        raise SnapshotError(f"sandbox id {_repeated(list(map(_ID, rows)))!r:.80} is listed twice")
+    if set(map(type, map(_CONFIG, rows))) - {config_type}:
         bad = next(row[0] for row in rows if type(row[2]) is not config_type)
         raise SnapshotError(f"sandbox {bad}: config must be {_CONFIG_TYPES[config_type]}")
     out: dict[str, list[str]] = {}
-    for sandbox_id, _name, _config, _netns_path, _status, owned in (r for r in rows if r[5]):
+    for sandbox_id, _name, _config, _netns_path, _status, owned in filter(_OWNED, rows):
         paths = [_path(p, f"sandbox {sandbox_id}: owned path") for p in owned]
         if len(set(paths)) != len(paths):
             raise SnapshotError(f"sandbox {sandbox_id}: an owned path is listed twice")
