@@ -191,7 +191,7 @@ def verify(
         return _verify_without_log(d, snapshots, head_bytes)
 
     found = _Findings(max_problems, snapshots)
-    fold = _Fold(found, _read_snapshots(netns_dir, found), Projection(netns_dir))
+    fold = _Fold(found, _read_snapshots(netns_dir, found, key), Projection(netns_dir))
     # The collector is paused as for a replay (snapshot.gc_paused): the fold keeps
     # every live sandbox's objects, which each collection would walk again.
     with LogProgress(d, _PROGRESS_LABEL, enabled=progress) as bar, snap.gc_paused():
@@ -275,17 +275,21 @@ def _check_log(
     return report
 
 
-def _read_snapshots(netns_dir: str, found: _Findings) -> dict[int, tuple[bytes, Projection]]:
+def _read_snapshots(
+    netns_dir: str, found: _Findings, key: bytes | None
+) -> dict[int, tuple[bytes, Projection]]:
     """Read every snapshot past seq 0: seq -> (digest, projection) for those the
     fold can compare; an unreadable one is a failed check (one beyond the log's
-    end is found when the log has been read: ``_Fold.finish``)."""
+    end is found when the log has been read: ``_Fold.finish``). With the log's
+    key, a snapshot without a valid MAC under it is a failed check too: the
+    store would skip it, and on a keyed log it is a forgery or a copy."""
     snap_projections: dict[int, tuple[bytes, Projection]] = {}
     for seq in sorted(found.snapshots):
         path = found.snapshots[seq]
         if seq == 0:
             continue
         try:
-            _s, digest, proj = snap.read_snapshot(path, netns_dir)
+            _s, digest, proj = snap.read_snapshot(path, netns_dir, key=key)
         except snap.SnapshotError as exc:
             found.checks[seq] = SnapshotCheck(path, seq, False, _err(exc))
             continue

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import support
 
+import replay
 from sandbox import NetNS, Store
 from sandbox import snapshot as snap
 
@@ -114,3 +115,27 @@ def test_unkeyed_removal_of_a_snapshotted_namespace_is_confirmed(
         store.delete(pod.id)
         assert not support.mounts_at(path)
         assert store.projection().owned_state(path) is None
+
+
+@pytest.mark.parametrize("damage", ["strip-mac", "wrong-key"])
+def test_verify_with_the_key_flags_a_snapshot_without_a_valid_mac(
+    damage: str, tmp_path: Path, unused_netns_dir: Path
+) -> None:
+    """The store skips such a snapshot; ``verify --key-file`` says so (it is a forgery
+    or a copy from elsewhere), and without the key it cannot tell."""
+    state = tmp_path / "state"
+    with Store.open(state, netns_dir=unused_netns_dir, key=KEY) as store:
+        store.add(support.sandbox("a"))
+        good = store.snapshot()
+        store.add(support.sandbox("b"))
+        path = store.snapshot()
+    assert replay.verify(state, key=KEY, netns_dir=str(unused_netns_dir)).ok
+    info = snap.decode_info(Path(path).read_bytes(), key=KEY)
+    mac_key = None if damage == "strip-mac" else b"x"
+    Path(path).write_bytes(snap.encode(info.projection, info.digest, info.position, key=mac_key))
+
+    result = replay.verify(state, key=KEY, netns_dir=str(unused_netns_dir))
+    assert not result.ok
+    [problem] = result.problems
+    assert problem.kind == "snapshot" and problem.segment == path and "MAC" in problem.reason
+    assert {c.path: c.ok for c in result.snapshots} == {good: True, path: False}
