@@ -32,7 +32,7 @@ NETNS_FIXTURES = frozenset({"netns_dir", "netns_dirs", "_need_root"})
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "slow: takes more than ~10 s (deselect with -m 'not slow' for a quick run)"
+        "markers", "slow: ~1.5 s or more (deselect with -m 'not slow' for the quick loop)"
     )
     config.addinivalue_line(
         "markers",

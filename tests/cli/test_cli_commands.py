@@ -61,6 +61,7 @@ def golden(name: str, got: str) -> None:
 # -- tables and JSON -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pods_table_json_and_filters(state_dir: Path, spare_netns_dir: Path) -> None:
     make_state(state_dir, spare_netns_dir)
     sd = ["--state-dir", str(state_dir)]
@@ -88,6 +89,7 @@ def test_pods_table_json_and_filters(state_dir: Path, spare_netns_dir: Path) -> 
     assert ok(cp).count("\n") == 3
 
 
+@pytest.mark.slow
 def test_history_log_audit_diff_tables(state_dir: Path, spare_netns_dir: Path) -> None:
     make_state(state_dir, spare_netns_dir)
     sd = ["--state-dir", str(state_dir)]
@@ -147,6 +149,7 @@ def test_head_and_verify(state_dir: Path, spare_netns_dir: Path) -> None:
     fails(sandboxctl(*sd, "verify", "--head", "xyz"), 7, "hex")
 
 
+@pytest.mark.slow
 def test_run_stop_rm_with_a_real_namespace(
     state_dir: Path, netns_dir: Path, tmp_path: Path
 ) -> None:
@@ -236,6 +239,7 @@ def test_a_missing_state_dir_is_exit_3_and_is_not_created(tmp_path: Path, argv: 
     assert not missing.exists()
 
 
+@pytest.mark.slow
 def test_usage_errors_are_exit_2(state_dir: Path, spare_netns_dir: Path) -> None:
     make_state(state_dir, spare_netns_dir)
     fails(sandboxctl("pods"), 2, "SANDBOXCTL_STATE_DIR")
@@ -247,6 +251,7 @@ def test_usage_errors_are_exit_2(state_dir: Path, spare_netns_dir: Path) -> None
     assert sandboxctl().returncode == 2
 
 
+@pytest.mark.slow
 def test_unknown_ambiguous_and_bad_ids(state_dir: Path, spare_netns_dir: Path) -> None:
     make_state(state_dir, spare_netns_dir)
     sd = ["--state-dir", str(state_dir)]
@@ -282,6 +287,7 @@ def test_a_bad_pod_config_is_exit_7(
     fails(sandboxctl(*g, "run", str(tmp_path / "absent.json")), 7, "cannot read")
 
 
+@pytest.mark.slow
 def test_a_corrupt_log_is_exit_6_and_verify_names_the_place(
     state_dir: Path, spare_netns_dir: Path
 ) -> None:

@@ -109,6 +109,7 @@ def test_follow_from_a_past_seq_then_sigterm(state_dir: Path, spare_netns_dir: P
     assert proc.returncode == 0 and err == ""
 
 
+@pytest.mark.slow
 def test_demo_runs_to_the_end_and_leaves_nothing_mounted(tmp_path: Path) -> None:
     demo_dir = tmp_path / "demo-state"
     cp = sandboxctl("demo", "--state-dir", str(demo_dir), timeout=300)

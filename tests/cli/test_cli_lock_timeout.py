@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import REPO, fails, ok, sandboxctl
 
 from sandbox import Store
@@ -52,6 +53,7 @@ def test_eight_parallel_runs_on_one_store_all_succeed(
     assert sorted(listed) == sorted(ids) and len(ids) == 8
 
 
+@pytest.mark.slow
 def test_a_held_lock_ends_with_exit_8_naming_the_holder(
     state_dir: Path, spare_netns_dir: Path, tmp_path: Path
 ) -> None:

@@ -101,6 +101,7 @@ def test_repair_shows_then_cuts_a_corrupt_log(
     assert ok(sandboxctl(*g, "verify")).startswith("OK: 4 records")
 
 
+@pytest.mark.slow
 def test_repair_of_a_keyed_log_needs_its_key(
     state_dir: Path, spare_netns_dir: Path, tmp_path: Path
 ) -> None:

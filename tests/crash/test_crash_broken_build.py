@@ -27,6 +27,7 @@ RUNS = 8
 SEED = 4711
 
 
+@pytest.mark.slow
 def test_ack_before_fsync_is_caught_with_power_loss(
     crash_dir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -47,6 +48,7 @@ def test_ack_before_fsync_is_caught_with_power_loss(
     assert "repro: sandboxctl crashtest --runs 1 --seed" in text and "--power-loss" in text
 
 
+@pytest.mark.slow
 def test_same_runs_on_the_real_build_are_clean(crash_dir: str) -> None:
     report = harness.run_crashtest(
         RUNS, SEED, POINTS, power_loss=True, launch="exec", workdir=crash_dir

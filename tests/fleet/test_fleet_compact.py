@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import support
 from fleet_support import stream_last_seq
 
@@ -53,6 +54,7 @@ def digest_at(state: Path, seq: int) -> bytes:
     return record.digest
 
 
+@pytest.mark.slow
 def test_compact_waits_for_the_stream_then_verifies_locally_and_over_nats(
     nats_server: LocalNatsServer, tmp_path: Path
 ) -> None:

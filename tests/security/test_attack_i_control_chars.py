@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import REPO
 
 #: Each one an attack on its own, then one with all of them and a rich markup.
@@ -62,6 +63,7 @@ def make_pods(tmp_path: Path, state_dir: Path) -> tuple[list[str], list[str]]:
     return ids, NAMES
 
 
+@pytest.mark.slow
 def test_tables_escape_control_characters_json_keeps_them(tmp_path: Path, state_dir: Path) -> None:
     ids, names = make_pods(tmp_path, state_dir)
     g = ("--state-dir", str(state_dir))
