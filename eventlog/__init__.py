@@ -35,7 +35,7 @@ from .follow import Follower, follow
 from .format import DEFAULT_MAX_RECORD_BYTES, Position, RawRecord, Record, signed_header
 from .history import History, Shipped, load_shipped
 from .observe import Timings
-from .reader import end_position, local_history, read
+from .reader import end_position, local_history, read, read_record
 from .verify import Problem, VerifyReport, verify
 from .writer import DEFAULT_SEGMENT_BYTES, Durability, EventLog, EventLogStats
 
@@ -75,6 +75,7 @@ __all__ = [
     "local_history",
     "open_existing",
     "read",
+    "read_record",
     "reading",
     "signed_header",
     "verify",

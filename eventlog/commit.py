@@ -219,11 +219,12 @@ class GroupCommit:
             if self._poison is not None:
                 raise self._poison_error()
             firsts = self._write_group(batches)
-            tail = (self._fd, self._seg_path, self._seg_size, self._written, self._last_seq)
+            fd = self._fd
+            tail = (self._seg_path, self._seg_size, self._written, self._last_seq)
         timings = self._timings
         began = _perf_counter() if timings is not None else 0.0
         try:
-            os.fdatasync(tail[0])
+            os.fdatasync(fd)
         except OSError as exc:
             raise self._poisoned(exc) from exc
         if timings is not None:
@@ -234,13 +235,7 @@ class GroupCommit:
             if len(fsyncs) > _TIMINGS_CAP:
                 del fsyncs[: _TIMINGS_CAP // 2]
                 del timings.groups[: _TIMINGS_CAP // 2]
-        with self._mutex:
-            self._syncs += 1
-            if tail[3] > self._synced:
-                self._synced = tail[3]
-                self._synced_offset = (tail[1], tail[2])
-            if tail[4] > self._durable:
-                self._durable = tail[4]
+        self._synced_upto(*tail)
         if crashpoints.ARMED:
             crashpoints.hit(APPEND_AFTER_FSYNC)
         return firsts
@@ -261,6 +256,21 @@ class GroupCommit:
             self._synced = self._written
             self._synced_offset = (self._seg_path, self._seg_size)
             self._durable = self._last_seq
+
+    def _synced_upto(self, segment: str, offset: int, written: int, last_seq: int) -> None:
+        """Count an fdatasync that covered ``written`` bytes (the log's end was then
+        ``offset`` in ``segment``, after ``last_seq``).
+
+        The fdatasync ran outside the write lock: another sync (or a rotation's)
+        may have moved the marks further meanwhile, and they never move back.
+        """
+        with self._mutex:
+            self._syncs += 1
+            if written > self._synced:
+                self._synced = written
+                self._synced_offset = (segment, offset)
+            if last_seq > self._durable:
+                self._durable = last_seq
 
     # -- writing ---------------------------------------------------------------
 
@@ -365,13 +375,7 @@ class GroupCommit:
         finally:
             os.close(fd)
         self._timed_sync(began)
-        with self._mutex:
-            self._syncs += 1
-            if tail[2] > self._synced:
-                self._synced = tail[2]
-                self._synced_offset = (tail[0], tail[1])
-            if tail[3] > self._durable:
-                self._durable = tail[3]
+        self._synced_upto(*tail)
 
     def _batch_loop(self) -> None:
         while not self._stop.wait(self._batch_interval):

@@ -93,7 +93,14 @@ from .segments import (
     segment_chain_key,
 )
 
-__all__ = ["PositionMismatchError", "SegmentWalk", "end_position", "local_history", "read"]
+__all__ = [
+    "PositionMismatchError",
+    "SegmentWalk",
+    "end_position",
+    "local_history",
+    "read",
+    "read_record",
+]
 
 
 @attrs.define
@@ -481,3 +488,15 @@ def read(
     if start is None and to_seq is not None and to_seq < from_seq:
         return iter(())
     return walk.records()
+
+
+def read_record(
+    directory: str | os.PathLike[str], seq: int, *, key: bytes | None = None
+) -> Record | None:
+    """The record at ``seq``, checked as ``read`` checks it; None when the log ends before it.
+
+    For a look at one record (is this the record a stream or a snapshot
+    names?): nothing stays open after it - a reader reads each segment whole.
+    Raises as ``read`` does (``HistoryNotLocalError`` for a compacted seq).
+    """
+    return next(read(directory, seq, seq, key=key), None)

@@ -59,7 +59,7 @@ from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
 from sandbox.reads import NO_GUARD, Reads
 
-__all__ = ["StoreView", "check_state_dir", "load"]
+__all__ = ["StoreView", "check_point", "check_state_dir", "load"]
 
 _NO_LIMIT = 2**63 - 1
 
@@ -76,6 +76,29 @@ def check_state_dir(state_dir: str | os.PathLike[str]) -> str:
     if not os.path.isdir(path):
         raise StateDirMissingError(path)
     return path
+
+
+def check_point(upto_seq: int | None, at: TimeLike | None) -> None:
+    """Refuse a point ``load`` cannot mean: both kinds at once, or a seq that is not one.
+
+    Every loader of a view (a state dir's, the fleet stream's) asks this
+    first, so a point means the same whichever source it is asked of.
+    """
+    if upto_seq is not None and at is not None:
+        raise ValueError("give upto_seq or at, not both")
+    if upto_seq is not None and (isinstance(upto_seq, bool) or not isinstance(upto_seq, int)):
+        raise TypeError(f"upto_seq must be an int, got {type(upto_seq).__name__}")
+    if upto_seq is not None and upto_seq < 0:
+        raise ValueError(f"upto_seq must be >= 0, got {upto_seq}")
+
+
+class FoldedRecord(Protocol):
+    """What a view needs of the last record folded in (a local or a shipped one)."""
+
+    @property
+    def time_ns(self) -> int: ...
+    @property
+    def digest(self) -> bytes: ...
 
 
 def has_log(state_dir: str) -> bool:
@@ -98,6 +121,19 @@ class StoreView(Reads):
     time_ns: int | None = None
     head: str = "00" * 32
     snapshot: str | None = None
+
+    @classmethod
+    def after(
+        cls,
+        projection: Projection,
+        state_dir: str,
+        last: FoldedRecord | None,
+        snapshot: str | None = None,
+    ) -> StoreView:
+        """The view of ``projection`` whose last folded record was ``last`` (None: none)."""
+        if last is None:
+            return cls(projection, state_dir, snapshot=snapshot)
+        return cls(projection, state_dir, last.time_ns, last.digest.hex(), snapshot)
 
     @property
     def seq(self) -> int:
@@ -234,12 +270,7 @@ def load(
     if source_loader is not None:
         assert isinstance(state_dir, str)
         return source_loader(state_dir, upto_seq, at, netns_dir=netns_dir, node=node, stream=stream)
-    if upto_seq is not None and at is not None:
-        raise ValueError("give upto_seq or at, not both")
-    if upto_seq is not None and (isinstance(upto_seq, bool) or not isinstance(upto_seq, int)):
-        raise TypeError(f"upto_seq must be an int, got {type(upto_seq).__name__}")
-    if upto_seq is not None and upto_seq < 0:
-        raise ValueError(f"upto_seq must be >= 0, got {upto_seq}")
+    check_point(upto_seq, at)
     d = check_state_dir(state_dir)
     until_ns = to_ns(at) if at is not None else None
     if not has_log(d):
@@ -262,9 +293,7 @@ def _load_at(
         last, _refused = _fold(records, projection, until_ns=until_ns, progress=bar)
     finally:
         close_records(records)
-    if last is None:
-        return StoreView(projection, d)
-    return StoreView(projection, d, last.time_ns, last.digest.hex())
+    return StoreView.after(projection, d, last)
 
 
 def _load_upto(
@@ -294,14 +323,10 @@ def _load_upto(
         finally:
             close_records(records)
         if last is None:  # the point is the snapshot's own seq: its record's time
-            own = iter(eventlog.read(d, from_seq=seq, to_seq=seq, key=key))
-            try:
-                last = next(own, None)
-            finally:
-                close_records(own)
+            last = eventlog.read_record(d, seq, key=key)
             if last is None or last.digest != info.digest:
                 continue
-        view = StoreView(projection, d, last.time_ns, last.digest.hex(), path)
+        view = StoreView.after(projection, d, last, path)
         break
     else:
         projection = Projection(netns_dir)
@@ -310,10 +335,7 @@ def _load_upto(
             last, _ = _fold(records, projection, progress=bar)
         finally:
             close_records(records)
-        if last is None:
-            view = StoreView(projection, d)
-        else:
-            view = StoreView(projection, d, last.time_ns, last.digest.hex())
+        view = StoreView.after(projection, d, last)
     if upto_seq is not None and view.seq < upto_seq:
         raise PointOutOfRangeError(
             f"seq {upto_seq} is beyond the end of the log in {d} (last seq {view.seq})"

@@ -142,13 +142,7 @@ def confirm_removal(store: Store, owned: OwnedNetNS) -> str | None:
         return f"{owned.path} is no longer owned; not touched"
     if seq > store._unproven_upto or owned.path in store._confirmed:
         return None  # assigned by a record this store read from the log itself
-    records = iter(eventlog.read(store.state_dir, from_seq=seq, to_seq=seq, key=store._key))
-    try:
-        rec = next(records, None)
-    finally:
-        close = getattr(records, "close", None)
-        if close is not None:
-            close()
+    rec = eventlog.read_record(store.state_dir, seq, key=store._key)
     event = rec.payload if rec is not None else {}
     if (
         event.get("type") in _PROOFS

@@ -88,13 +88,7 @@ def check_local(cfg: ShipConfig, last_seq: int, last_digest: bytes) -> None:
         return
     found = None
     if has_log(cfg.state_dir):
-        records = iter(eventlog.read(cfg.state_dir, last_seq, last_seq, key=cfg.key))
-        try:
-            found = next(records, None)
-        finally:
-            close = getattr(records, "close", None)
-            if close is not None:
-                close()
+        found = eventlog.read_record(cfg.state_dir, last_seq, key=cfg.key)
     if found is None:
         raise DivergedError(
             f"{cfg.subject} holds records up to seq {last_seq} but the log in "

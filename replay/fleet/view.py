@@ -20,7 +20,7 @@ from replay.fleet.errors import FleetDataError
 from replay.fleet.message import ALL_NODES, DEFAULT_STREAM, NATS_SCHEMES, ShippedRecord, check_node
 from replay.fleet.source import fleet_nodes, fleet_records
 from replay.timespec import TimeLike, to_ns
-from replay.view import StoreView, close_records
+from replay.view import StoreView, check_point, close_records
 from sandbox.netns import DEFAULT_NETNS_DIR
 from sandbox.projection import Projection
 from sandbox.snapshot import gc_paused
@@ -88,9 +88,7 @@ def fold_records(
         raise PointOutOfRangeError(
             f"seq {upto_seq} is beyond the end of {name} (last seq {projection.last_seq})"
         )
-    if last is None:
-        return StoreView(projection, name)
-    return StoreView(projection, name, last.time_ns, last.digest.hex())
+    return StoreView.after(projection, name, last)
 
 
 def load_fleet(
@@ -108,10 +106,7 @@ def load_fleet(
     Raises StreamNotFoundError, NodeNotFoundError, FleetConnectionError,
     FleetDataError, PointOutOfRangeError.
     """
-    if upto_seq is not None and at is not None:
-        raise ValueError("give upto_seq or at, not both")
-    if upto_seq is not None and upto_seq < 0:
-        raise ValueError(f"upto_seq must be >= 0, got {upto_seq}")
+    check_point(upto_seq, at)
     if node == ALL_NODES:
         raise ValueError("a state is one node's: give a node id, or use load_fleet_all")
     check_node(node)

@@ -14,8 +14,9 @@ from typing import Any
 
 import msgpack
 
-from eventlog import EventLog, Position, end_position
+from eventlog import CorruptLogError, EventLog, Position, end_position
 from eventlog.format import RECORD_OVERHEAD, SEGMENT_HEADER_SIZE
+from eventlog.writer import Durability
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).resolve().parent / "eventlog_child.py"
@@ -74,6 +75,23 @@ def segments(directory: Path) -> list[Path]:
 
 def broken_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if ".broken" in p.name)
+
+
+def zero(path: Path, start: int, end: int) -> None:
+    """Zero bytes ``start`` to ``end`` of ``path``: what a torn or lost write leaves."""
+    with path.open("r+b") as f:
+        f.seek(start)
+        f.write(bytes(end - start))
+
+
+def reopen(d: Path, durability: Durability = "always") -> tuple[str, int]:
+    """('torn'|'clean', last_seq) after a writer open ('torn': it cut and set bytes
+    aside), ('corrupt', 0) if it refused."""
+    try:
+        with EventLog.open(d, durability=durability) as log:
+            return ("torn" if broken_files(d) else "clean", log.last_seq)
+    except CorruptLogError:
+        return ("corrupt", 0)
 
 
 def record_spans(segment: Path) -> list[tuple[int, int, int, int]]:

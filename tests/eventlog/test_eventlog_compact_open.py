@@ -27,11 +27,22 @@ def _firsts(d: Path) -> list[int]:
     return [s.first_seq for s in list_segments(str(d))]
 
 
+def _append_padded(log: eventlog.EventLog, numbers: range) -> None:
+    # Padded so that a few dozen records fill a SEGMENT_BYTES segment: many rotations.
+    for i in numbers:
+        log.append({"i": i, "pad": "x" * 60})
+
+
+def _filled_log(d: Path, records: int) -> eventlog.EventLog:
+    """A writer on ``d`` holding ``records`` padded records over several segments."""
+    log = eventlog.EventLog.open(d, segment_bytes=SEGMENT_BYTES)
+    _append_padded(log, range(records))
+    return log
+
+
 def test_open_writer_compacts_and_goes_on_appending(tmp_path: Path) -> None:
     d = tmp_path / "log"
-    with eventlog.EventLog.open(d, segment_bytes=SEGMENT_BYTES) as log:
-        for i in range(120):
-            log.append({"i": i, "pad": "x" * 60})
+    with _filled_log(d, 120) as log:
         firsts = _firsts(d)
         assert len(firsts) > 4
         with pytest.raises(eventlog.LogLockedError):
@@ -41,8 +52,7 @@ def test_open_writer_compacts_and_goes_on_appending(tmp_path: Path) -> None:
         assert result.removed == tuple(f"{s:020d}.log" for s in firsts[:3])
         assert _firsts(d) == firsts[3:]
         assert load_history(str(d)) == result.history
-        for i in range(120, 140):
-            log.append({"i": i, "pad": "x" * 60})
+        _append_padded(log, range(120, 140))
         last = log.last_seq
     report = eventlog.verify(d)
     assert report.ok, report.problem
@@ -54,9 +64,7 @@ def test_open_writer_compacts_and_goes_on_appending(tmp_path: Path) -> None:
 
 def test_before_seq_is_capped_at_the_writers_last_seq(tmp_path: Path) -> None:
     d = tmp_path / "log"
-    with eventlog.EventLog.open(d, segment_bytes=SEGMENT_BYTES) as log:
-        for i in range(60):
-            log.append({"i": i, "pad": "x" * 60})
+    with _filled_log(d, 60) as log:
         firsts = _firsts(d)
         result = log.compact(before_seq=10**9)
         assert _firsts(d) == firsts[-1:]  # never the last segment
@@ -71,9 +79,7 @@ def test_a_segment_being_created_is_never_the_kept_one(tmp_path: Path) -> None:
     (``create_new`` done), its header not yet written. It starts after ``last_seq``,
     so it is neither kept nor read; the writer's segment before it stays."""
     d = tmp_path / "log"
-    with eventlog.EventLog.open(d, segment_bytes=SEGMENT_BYTES) as log:
-        for i in range(60):
-            log.append({"i": i, "pad": "x" * 60})
+    with _filled_log(d, 60) as log:
         firsts = _firsts(d)
         being_created = d / segment_name(log.last_seq + 1)
         being_created.touch()
@@ -81,16 +87,13 @@ def test_a_segment_being_created_is_never_the_kept_one(tmp_path: Path) -> None:
         assert result.first_seq == firsts[-1]
         assert _firsts(d) == [firsts[-1], log.last_seq + 1]
         being_created.unlink()  # the rotation "never happened": the writer goes on
-        for i in range(60, 90):
-            log.append({"i": i, "pad": "x" * 60})
+        _append_padded(log, range(60, 90))
     assert eventlog.verify(d).ok
 
 
 def test_a_closed_writer_does_not_compact(tmp_path: Path) -> None:
     d = tmp_path / "log"
-    log = eventlog.EventLog.open(d, segment_bytes=SEGMENT_BYTES)
-    for i in range(60):
-        log.append({"i": i, "pad": "x" * 60})
+    log = _filled_log(d, 60)
     log.close()
     with pytest.raises(eventlog.LogClosedError):
         log.compact(before_seq=30)
@@ -98,9 +101,7 @@ def test_a_closed_writer_does_not_compact(tmp_path: Path) -> None:
 
 def test_the_shipped_rule_holds_for_the_open_writer(tmp_path: Path) -> None:
     d = tmp_path / "log"
-    with eventlog.EventLog.open(d, segment_bytes=SEGMENT_BYTES) as log:
-        for i in range(120):
-            log.append({"i": i, "pad": "x" * 60})
+    with _filled_log(d, 120) as log:
         firsts = _firsts(d)
         shipped = next(r for r in eventlog.read(d) if r.seq == firsts[1])
         eventlog.write_shipped(d, shipped.seq, shipped.digest)

@@ -23,9 +23,11 @@ from eventlog_support import (
     broken_files,
     payload_for,
     record_spans,
+    reopen,
     segments,
     small_payload,
     whole_prefix_end,
+    zero,
 )
 
 from eventlog import CorruptLogError, EventLog, read, verify
@@ -54,21 +56,6 @@ def build(d: Path, count: int = 30, *, segment_bytes: int = 10**9, pad: str = "x
                 log.append(make(seq))
 
 
-def zero(path: Path, start: int, end: int) -> None:
-    with path.open("r+b") as f:
-        f.seek(start)
-        f.write(bytes(end - start))
-
-
-def outcome(d: Path) -> tuple[str, int]:
-    """('torn', last_seq) after a writer open that repaired, ('corrupt', 0) if it raised."""
-    try:
-        with EventLog.open(d, durability="none") as log:
-            return ("torn" if broken_files(d) else "clean", log.last_seq)
-    except CorruptLogError:
-        return ("corrupt", 0)
-
-
 # -- torn writes: zeroed sectors ---------------------------------------------
 
 
@@ -88,7 +75,7 @@ def test_tail_zeroed_from_every_sector_boundary(tmp_path: Path) -> None:
         assert [r.seq for r in read(d)] == list(range(1, keep_seq + 1))
         report = verify(d)
         assert report.ok and report.torn_tail == size - keep_end, boundary
-        assert outcome(d) == ("torn", keep_seq), boundary
+        assert reopen(d, durability="none") == ("torn", keep_seq), boundary
         assert (d / seg.name).stat().st_size == keep_end
         (broken,) = broken_files(d)
         assert broken.read_bytes() == seg.read_bytes()[keep_end:boundary] + bytes(size - boundary)
@@ -108,7 +95,7 @@ def test_zeroed_sector_inside_a_big_last_record_is_torn(tmp_path: Path) -> None:
     zero(seg, sector, sector + SECTOR_SIZE)
     assert [r.seq for r in read(d)] == [1]
     assert verify(d).torn_tail == end - start
-    assert outcome(d) == ("torn", 1)
+    assert reopen(d, durability="none") == ("torn", 1)
     assert seg.stat().st_size == start
 
 
@@ -120,7 +107,7 @@ def test_zeroed_sector_with_data_after_it_is_corrupt(tmp_path: Path) -> None:
     with pytest.raises(CorruptLogError, match="crc"):
         list(read(d))
     assert not verify(d).ok
-    assert outcome(d) == ("corrupt", 0)
+    assert reopen(d, durability="none") == ("corrupt", 0)
     assert broken_files(d) == []
 
 
@@ -148,7 +135,7 @@ def test_zero_filled_extension_is_cut(tmp_path: Path) -> None:
     assert [r.seq for r in read(d)] == [1, 2, 3, 4, 5]
     report = verify(d)
     assert report.ok and report.torn_tail == 4096 and "zero-filled" in report.torn_reason
-    assert outcome(d) == ("torn", 5)
+    assert reopen(d, durability="none") == ("torn", 5)
     assert seg.stat().st_size == size
     assert broken_files(d)[0].read_bytes() == bytes(4096)
 
@@ -204,7 +191,7 @@ def test_valid_header_claiming_past_eof_in_the_last_record_is_torn(tmp_path: Pat
     start = record_spans(seg)[-1][0]
     patch_header(seg, start, length=100_000, fix_crc=True)
     assert [r.seq for r in read(d)] == [1, 2, 3, 4, 5]
-    assert outcome(d) == ("torn", 5)
+    assert reopen(d, durability="none") == ("torn", 5)
 
 
 # -- crafted records with valid crcs and chain ---------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from eventlog_support import REPO, broken_files, record_spans, segments
+from eventlog_support import REPO, broken_files, record_spans, reopen, segments, zero
 
 from eventlog import CorruptLogError, EventLog, read, verify
 from eventlog.format import (
@@ -31,21 +31,6 @@ from eventlog.format import (
 )
 
 PAGE = 4096
-
-
-def zero(path: Path, start: int, end: int) -> None:
-    with path.open("r+b") as f:
-        f.seek(start)
-        f.write(bytes(end - start))
-
-
-def reopen(d: Path) -> tuple[str, int]:
-    """('torn'|'clean', last_seq) after a writer open, ('corrupt', 0) if it refused."""
-    try:
-        with EventLog.open(d, durability="always") as log:
-            return ("torn" if broken_files(d) else "clean", log.last_seq)
-    except CorruptLogError:
-        return ("corrupt", 0)
 
 
 def test_case1_zeroed_sector_under_proven_records_is_corrupt_not_cut(tmp_path: Path) -> None:
