@@ -493,10 +493,6 @@ def read(
 def read_record(
     directory: str | os.PathLike[str], seq: int, *, key: bytes | None = None
 ) -> Record | None:
-    """The record at ``seq``, checked as ``read`` checks it; None when the log ends before it.
-
-    For a look at one record (is this the record a stream or a snapshot
-    names?): nothing stays open after it - a reader reads each segment whole.
-    Raises as ``read`` does (``HistoryNotLocalError`` for a compacted seq).
-    """
+    """The record at ``seq``, checked as ``read`` checks it (and raising as it does);
+    None when the log ends before it. Nothing stays open: segments are read whole."""
     return next(read(directory, seq, seq, key=key), None)
