@@ -29,6 +29,7 @@ __all__ = [
     "slot",
     "status_from_map",
     "status_from_values",
+    "status_rows",
     "statuses_from_values",
 ]
 
@@ -115,6 +116,68 @@ def statuses_from_values(rows: Sequence[Sequence[object]]) -> list[Status]:
             for st, row in zip(out, rows, strict=True)
         ]
     return cast("list[Status]", out)
+
+
+#: A status as a snapshot row holds it: (state value, pid, created_at, exited_at,
+#: exit_status).
+StatusRow = tuple[str, int, int, int | None, int | None]
+_STATE_NAMES: frozenset[str] = frozenset(_STATE_OF)
+_NONE = type(None)
+
+
+def status_rows(rows: Sequence[Sequence[object]]) -> list[Status] | list[StatusRow]:
+    """``rows`` validated as ``statuses_from_values`` validates them, building no Status
+    when every row passes ``status_from_values``' fast check: the rows then come back as
+    tuples, each of which ``status_from_values(*row)`` builds (its fast way) when it is
+    needed. Otherwise the Statuses themselves, or what ``statuses_from_values`` raises.
+
+    A snapshot holds a status per sandbox; building them all at load costs more than
+    checking them. The check is ``_fast_status``' own test, column by column: each
+    condition over all rows at once (``min``/``max``, a set of types), at C speed.
+    """
+    if not _rows_pass_fast(rows):
+        return statuses_from_values(rows)  # decides, and words the first error
+    if set(map(type, rows)) <= {tuple}:
+        return cast("list[StatusRow]", list(rows))
+    return cast("list[StatusRow]", list(map(tuple, rows)))  # none shared with the caller
+
+
+def _rows_pass_fast(rows: Sequence[Sequence[object]]) -> bool:
+    """True: ``_fast_status(*row)`` accepts every row (False: not all, or not known)."""
+    if not rows:
+        return True
+    try:
+        states, pids, created, exited, codes = zip(*rows, strict=True)
+    except (TypeError, ValueError):  # a row that is no 5 values
+        return False
+    return (
+        set(map(type, states)) == {str}
+        and _STATE_NAMES.issuperset(states)
+        and _ints_within(pids, 0, _I64)
+        and _ints_within(created, -_I64, _I64)
+        and _opt_ints_within(exited)
+        and _opt_ints_within(codes)
+    )
+
+
+def _ints_within(values: Sequence[object], low: int, high: int) -> bool:
+    """Every value an int (exactly: no bool) in ``[low, high)``; ``values`` not empty."""
+    if set(map(type, values)) != {int}:
+        return False
+    ints = cast("Sequence[int]", values)
+    return low <= min(ints) and max(ints) < high
+
+
+def _opt_ints_within(values: Sequence[object]) -> bool:
+    """Every value None or an int64 (exactly an int)."""
+    kinds = set(map(type, values))
+    if kinds == {_NONE}:
+        return True
+    if not kinds <= {int, _NONE}:
+        return False
+    opt = cast("Sequence[int | None]", values)
+    # ``filter(None, ...)`` drops the Nones (and the zeros, which are in range).
+    return min(filter(None, opt), default=0) >= -_I64 and max(filter(None, opt), default=0) < _I64
 
 
 def _fast_status(

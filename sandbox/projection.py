@@ -302,16 +302,16 @@ class Projection:
 
     def state_of(self, sandbox_id: str) -> State:
         """The state of an exact id (KeyError if missing): what the rules check against."""
-        return self._sandboxes[sandbox_id].status.state
+        return self._sandboxes[sandbox_id].current_status().state
 
     def status_of(self, sandbox_id: str) -> Status:
-        return self._sandboxes[sandbox_id].status
+        return self._sandboxes[sandbox_id].current_status()
 
     def _build(self, sandbox_id: str, entry: Entry) -> Sandbox:
         metadata = entry.metadata
         if metadata is None:
             metadata = entry.metadata = metadata_of(sandbox_id, entry)
-        return Sandbox(metadata, entry.status, self._netns_handle(entry, metadata))
+        return Sandbox(metadata, entry.current_status(), self._netns_handle(entry, metadata))
 
     def _netns_handle(self, entry: Entry, metadata: Metadata) -> NetNS | None:
         if entry.owned:
@@ -373,14 +373,13 @@ class Projection:
         """
         sandboxes = []
         for sandbox_id, entry in self._sandboxes.items():
-            st = entry.status
             sandboxes.append(
                 [
                     sandbox_id,
                     entry.name,
                     entry.config_bytes(),
                     entry.netns_path,
-                    [st.state.value, st.pid, st.created_at, st.exited_at, st.exit_status],
+                    entry.status_values(),
                     list(entry.owned),
                 ]
             )
@@ -456,7 +455,7 @@ class Projection:
         ``Metadata`` makes (``sandbox.projection_entry.check_all``: a config in
         canonical form is proven valid in bulk and decoded on the first read;
         any other is decoded now, and its ``Metadata`` kept). Statuses were
-        checked when ``from_snapshot`` built them. ``Sandbox`` and ``NetNS``
+        checked when ``from_snapshot`` read them. ``Status``, ``Sandbox`` and ``NetNS``
         values stay lazy. Raises what building the Sandbox would raise.
         """
         check_all(self._sandboxes)

@@ -24,7 +24,7 @@ import msgspec
 from sandbox import config_check, schema
 from sandbox.config import PodSandboxConfig
 from sandbox.errors import InvalidConfigError
-from sandbox.event_decode import statuses_from_values
+from sandbox.event_decode import StatusRow, status_from_values, status_rows
 from sandbox.ids import validate_ids, validate_names
 from sandbox.metadata import Metadata
 from sandbox.sandbox import Sandbox
@@ -45,6 +45,11 @@ class Entry(msgspec.Struct, gc=False, eq=False):
     """One sandbox's state: what its add event said (name, netns path, config), the
     current Status (immutable, shared with the event that set it), lazily built values.
 
+    An entry loaded from a snapshot holds its status as the row of values the
+    snapshot gave, already validated (``event_decode.status_rows``), until
+    ``current_status`` first needs the Status: building 100,000 attrs objects
+    was an eighth of a snapshot's load. Read the status through that method.
+
     The config is the event's Go-JSON map (``config``) or that map's msgpack
     bytes (``raw``): an entry loaded from a snapshot has only the bytes (the map
     is decoded on the first read and not kept - the ``Metadata`` is); an entry
@@ -63,13 +68,29 @@ class Entry(msgspec.Struct, gc=False, eq=False):
     netns_path: str
     config: Mapping[str, Any] | None
     raw: bytes | None
-    status: Status
+    #: the Status, or its validated row (``current_status`` builds and keeps it)
+    status: Status | StatusRow
     #: paths the log assigned to this sandbox, in order
     owned: tuple[str, ...] = ()
     #: built on first read, never changes
     metadata: Metadata | None = None
     #: built on first read after a change
     sandbox: Sandbox | None = None
+
+    def current_status(self) -> Status:
+        """The Status; built from the row a snapshot gave the first time, then kept."""
+        st = self.status
+        if type(st) is tuple:
+            st = self.status = status_from_values(*st)
+        return st  # type: ignore[return-value]  # not a tuple: a Status
+
+    def status_values(self) -> list[Any]:
+        """The status as a snapshot row writes it, building no Status."""
+        st = self.status
+        if type(st) is tuple:
+            return list(st)
+        assert isinstance(st, Status)
+        return [st.state.value, st.pid, st.created_at, st.exited_at, st.exit_status]
 
     def config_bytes(self) -> bytes:
         """The config's msgpack bytes; encoded from the map the first time, which is then
@@ -204,8 +225,8 @@ class Stored(NamedTuple):
 
 def stored_entries(rows: Sequence[Sequence[Any]], config_type: type[Any]) -> Stored:
     """A snapshot's sandbox rows ``[id, name, config, netns path, status, owned]`` as
-    columns and entries, in row order; the statuses checked as they are built
-    (``statuses_from_values``). ``ValueError``/``TypeError`` on a wrong shape.
+    columns and entries, in row order; the statuses checked, and kept as rows when they
+    pass (``status_rows``). ``ValueError``/``TypeError`` on a wrong shape.
 
     Column by column: each step is one call over all the rows, not one per row.
     """
@@ -218,7 +239,7 @@ def stored_entries(rows: Sequence[Sequence[Any]], config_type: type[Any]) -> Sto
     if set(map(type, configs)) != {config_type}:
         bad = next(row[0] for row in rows if type(row[2]) is not config_type)
         raise ValueError(f"bad config of sandbox {bad!r:.80}")
-    built = statuses_from_values(statuses)
+    built = status_rows(statuses)
     if config_type is bytes:
         entries = list(map(Entry, names, paths, repeat(None), configs, built, map(tuple, owned)))
     else:

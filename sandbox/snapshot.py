@@ -256,7 +256,7 @@ def _checked_projection(body_bytes: memoryview, netns_dir: str) -> Projection:
     try:
         # The content must validate as events do (DESIGN.md): every sandbox must
         # build - id, name, config, status, netns - or the store would fail on its
-        # first read. Statuses are checked as they are built; ``check`` checks the
+        # first read. Statuses are checked in bulk (built on first use); ``check`` checks the
         # rest as check_sandboxes does, without building the Sandbox values (they
         # stay lazy, as after a replay), configs, ids, names and paths in bulk.
         projection = Projection.from_snapshot(body, netns_dir, check=True)

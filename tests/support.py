@@ -219,6 +219,16 @@ def add_with_netns(store: sandbox_pkg.Store, sb: Sandbox) -> tuple[Sandbox, str]
 # -- subprocesses ---------------------------------------------------------------------------
 
 
+def error_of(call: Callable[[], object]) -> tuple[type[BaseException], str] | None:
+    """What ``call()`` raises, as (type, message); None if it returns: for tests that
+    compare a fast path's refusals with the reference path's."""
+    try:
+        call()
+    except Exception as exc:
+        return type(exc), str(exc)
+    return None
+
+
 def run_python(
     code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

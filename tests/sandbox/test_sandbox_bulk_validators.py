@@ -17,6 +17,7 @@ from typing import Any
 
 import msgpack
 import pytest
+import support
 
 from sandbox import PodSandboxConfig
 from sandbox import events as ev
@@ -80,20 +81,12 @@ BAD_NAMES: list[object] = [
 ]
 
 
-def _error(call: Callable[[], object]) -> tuple[type[BaseException], str] | None:
-    try:
-        call()
-    except Exception as exc:
-        return type(exc), str(exc)
-    return None
-
-
 def _one_by_one(check: Callable[[object], object], values: Sequence[object]) -> Any:
     def loop() -> None:
         for value in values:
             check(value)
 
-    return _error(loop)
+    return support.error_of(loop)
 
 
 def _mixes(good: list[object], bad: list[object]) -> list[list[object]]:
@@ -124,9 +117,9 @@ def test_bulk_id_and_name_checks_match_the_single_ones(
     for value in good:
         assert single(value) is value
     for value in bad:
-        assert _error(lambda v=value: single(v)) is not None, value  # type: ignore[misc]
+        assert support.error_of(lambda v=value: single(v)) is not None, value  # type: ignore[misc]
     for values in _mixes(good, bad):
-        assert _error(lambda v=values: bulk(v)) == _one_by_one(single, values), values  # type: ignore[misc]
+        assert support.error_of(lambda v=values: bulk(v)) == _one_by_one(single, values), values  # type: ignore[misc]
 
 
 def test_metadata_checks_ids_and_names_by_the_bulk_rules() -> None:
@@ -136,11 +129,11 @@ def test_metadata_checks_ids_and_names_by_the_bulk_rules() -> None:
     for value in GOOD_NAMES:
         Metadata("id", value, config)  # type: ignore[arg-type]
     for value in BAD_IDS:
-        assert _error(lambda v=value: Metadata(v, "n", config)) == _error(  # type: ignore[misc]
+        assert support.error_of(lambda v=value: Metadata(v, "n", config)) == support.error_of(  # type: ignore[misc]
             lambda v=value: validate_ids([v])  # type: ignore[misc]
         )
     for value in BAD_NAMES:
-        assert _error(lambda v=value: Metadata("i", v, config)) == _error(  # type: ignore[misc]
+        assert support.error_of(lambda v=value: Metadata("i", v, config)) == support.error_of(  # type: ignore[misc]
             lambda v=value: validate_names([v])  # type: ignore[misc]
         )
 
@@ -157,13 +150,15 @@ def test_bulk_field_check_matches_metadata() -> None:
             for p in ps:
                 Metadata("id", "name", config, p)  # type: ignore[arg-type]
 
-        got = _error(lambda ps=paths: check_fields([], [], ps))  # type: ignore[misc]
-        assert got == _error(build), paths
+        got = support.error_of(lambda ps=paths: check_fields([], [], ps))  # type: ignore[misc]
+        assert got == support.error_of(build), paths
     # ids first, then names, then paths, each its first error
-    assert _error(lambda: check_fields(["a b"], [""], ["\x00"])) == _error(
+    assert support.error_of(lambda: check_fields(["a b"], [""], ["\x00"])) == support.error_of(
         lambda: validate_id("a b")
     )
-    assert _error(lambda: check_fields(["ok"], [""], ["\x00"])) == _error(lambda: validate_name(""))
+    assert support.error_of(lambda: check_fields(["ok"], [""], ["\x00"])) == support.error_of(
+        lambda: validate_name("")
+    )
 
 
 def _entry(raw: bytes, name: str = "n", path: str = "") -> Entry:
@@ -188,10 +183,10 @@ def test_check_all_in_bulk_matches_one_by_one() -> None:
             metadata_of(sandbox_id, entry)
 
     for entries in cases:
-        assert _error(lambda e=entries: check_all(e)) == _error(  # type: ignore[misc]
+        assert support.error_of(lambda e=entries: check_all(e)) == support.error_of(  # type: ignore[misc]
             lambda e=entries: build_each(e)  # type: ignore[misc]
         )
-    assert _error(lambda: check_all(cases[0])) is None
+    assert support.error_of(lambda: check_all(cases[0])) is None
 
 
 I64 = 2**63
@@ -221,7 +216,7 @@ def test_bulk_statuses_match_the_single_ones() -> None:
     assert statuses_from_values(GOOD_STATUSES) == one
     assert all(type(st) is Status for st in statuses_from_values(GOOD_STATUSES))
     for rows in _mixes(GOOD_STATUSES, BAD_STATUSES):  # type: ignore[arg-type]
-        got = _error(lambda r=rows: statuses_from_values(r))  # type: ignore[misc]
+        got = support.error_of(lambda r=rows: statuses_from_values(r))  # type: ignore[misc]
         assert got == _one_by_one(lambda row: status_from_values(*row), rows), rows  # type: ignore[arg-type]
 
 
@@ -255,7 +250,7 @@ def test_reserve_many_matches_reserve(
             single.reserve(name, sid)
 
     names, ids = [p[0] for p in pairs], [p[1] for p in pairs]
-    assert _error(lambda: bulk.reserve_many(names, ids)) == _error(loop)
+    assert support.error_of(lambda: bulk.reserve_many(names, ids)) == support.error_of(loop)
     assert _reserved(bulk) == _reserved(single)
 
 
@@ -278,7 +273,7 @@ def test_add_many_matches_add(sorted_first: bool) -> None:
     assert list(bulk) == list(single)
     for prefix in ("abd", "zz", "abc3"):
         assert bulk.get(prefix) == single.get(prefix)
-    assert _error(lambda: bulk.get("ab")) == _error(lambda: single.get("ab"))
+    assert support.error_of(lambda: bulk.get("ab")) == support.error_of(lambda: single.get("ab"))
 
 
 def _body() -> dict[str, Any]:
@@ -300,6 +295,6 @@ def test_from_snapshot_with_check_raises_what_check_sandboxes_raises(
     body = _body()
     if column is not None:
         body["sandboxes"][2][column] = value
-    checked = _error(lambda: Projection.from_snapshot(body, check=True))
-    assert checked == _error(lambda: Projection.from_snapshot(body).check_sandboxes())
+    checked = support.error_of(lambda: Projection.from_snapshot(body, check=True))
+    assert checked == support.error_of(lambda: Projection.from_snapshot(body).check_sandboxes())
     assert (checked is None) == (column is None)
