@@ -48,26 +48,36 @@ from sandbox.metadata import Metadata
 from sandbox.netns import DEFAULT_NETNS_DIR, NetNS
 from sandbox.ownership import NetNSState, OwnedNetNS
 from sandbox.projection_entry import (
+    SANDBOX_COLUMNS,
     Entry,
     Stored,
     check_all,
     check_stored,
+    column_entries,
     metadata_of,
     stored_entries,
 )
 from sandbox.sandbox import Sandbox
 from sandbox.status import State, Status
 
-__all__ = ["SNAPSHOT_CONFIG_TYPES", "SNAPSHOT_FORMAT", "SNAPSHOT_FORMATS", "Projection"]
+__all__ = [
+    "SANDBOX_COLUMNS",
+    "SNAPSHOT_CONFIG_TYPES",
+    "SNAPSHOT_FORMAT",
+    "SNAPSHOT_FORMATS",
+    "Projection",
+]
 
 #: Version of the ``to_snapshot`` dict layout. 2: each owned entry carries the seq of
 #: the NetNSAssigned record that made it (so a removal can be checked against the log).
 #: 3: each sandbox's config is its own msgpack bytes (a bin), so that loading a snapshot
 #: builds no config map (sandbox/projection_entry.py).
-SNAPSHOT_FORMAT = 3
+#: 4: the sandboxes laid out by column (``SANDBOX_COLUMNS``), not as rows, so that a
+#: load decodes each column into one list and builds no row.
+SNAPSHOT_FORMAT = 4
 #: The layouts ``from_snapshot`` reads, each with the type a sandbox's config has in
 #: it (format 1 lacks the assigning seqs: never read).
-SNAPSHOT_CONFIG_TYPES: dict[int, type[Any]] = {2: dict, 3: bytes}
+SNAPSHOT_CONFIG_TYPES: dict[int, type[Any]] = {2: dict, 3: bytes, 4: bytes}
 SNAPSHOT_FORMATS = tuple(SNAPSHOT_CONFIG_TYPES)
 
 _ASSIGNED = NetNSState.ASSIGNED
@@ -371,24 +381,23 @@ class Projection:
         written in a fixed field order whatever schema version the events had, so two
         projections of one log encode to the same bytes.
         """
-        sandboxes = []
-        for sandbox_id, entry in self._sandboxes.items():
-            sandboxes.append(
-                [
-                    sandbox_id,
-                    entry.name,
-                    entry.config_bytes(),
-                    entry.netns_path,
-                    entry.status_values(),
-                    list(entry.owned),
-                ]
-            )
+        entries = list(self._sandboxes.values())
+        statuses = [entry.status_values() for entry in entries]
+        status_columns = [list(c) for c in zip(*statuses, strict=True)] or [[] for _ in range(5)]
+        columns = [
+            list(self._sandboxes),
+            [entry.name for entry in entries],
+            [entry.config_bytes() for entry in entries],
+            [entry.netns_path for entry in entries],
+            *status_columns,
+            [list(entry.owned) for entry in entries],
+        ]
         at = self._assigned_at
         owned = [[path, sid, state.value, at[path]] for path, (sid, state) in self._owned.items()]
         body: dict[str, Any] = {
             "format": SNAPSHOT_FORMAT,
             "last_seq": self.last_seq,
-            "sandboxes": sandboxes,
+            **dict(zip(SANDBOX_COLUMNS, columns, strict=True)),
             "owned": owned,
         }
         if self.recorded_netns_dir is not None:
@@ -413,7 +422,10 @@ class Projection:
             if type(last_seq) is not int or last_seq < 0:
                 raise ValueError(f"bad last_seq {last_seq!r}")
             proj.last_seq = last_seq
-            stored = proj._stored_sandboxes(data["sandboxes"], SNAPSHOT_CONFIG_TYPES[fmt])
+            if fmt >= 4:
+                stored = proj._add_stored(column_entries([data[k] for k in SANDBOX_COLUMNS]))
+            else:
+                stored = proj._stored_sandboxes(data["sandboxes"], SNAPSHOT_CONFIG_TYPES[fmt])
             for path, sid, state_value, assigned_seq in data["owned"]:
                 if type(path) is not str or type(sid) is not str or type(assigned_seq) is not int:
                     raise ValueError(f"bad owned entry {path!r}")
@@ -433,7 +445,10 @@ class Projection:
         """Add a snapshot's sandbox rows, whose configs are of ``config_type``: in bulk
         (a snapshot may hold 100,000); ids, names and paths are checked by
         ``check_sandboxes``, a name taken twice is AlreadyExistsError here."""
-        stored = stored_entries(rows, config_type)
+        return self._add_stored(stored_entries(rows, config_type))
+
+    def _add_stored(self, stored: Stored) -> Stored:
+        """Add the sandboxes ``stored`` holds (a repeated id: ValueError)."""
         ids, names = stored.ids, stored.names
         sandboxes = self._sandboxes
         sandboxes.update(zip(ids, stored.entries, strict=True))

@@ -24,21 +24,38 @@ import msgspec
 from sandbox import config_check, schema
 from sandbox.config import PodSandboxConfig
 from sandbox.errors import InvalidConfigError
-from sandbox.event_decode import StatusRow, status_from_values, status_rows
+from sandbox.event_decode import StatusRow, status_columns, status_from_values, status_rows
 from sandbox.ids import validate_ids, validate_names
 from sandbox.metadata import Metadata
 from sandbox.sandbox import Sandbox
 from sandbox.status import Status
 
 __all__ = [
+    "SANDBOX_COLUMNS",
     "Entry",
     "Stored",
     "check_all",
     "check_stored",
+    "column_entries",
     "metadata_of",
     "stored_entries",
     "unpack_config",
 ]
+
+#: Format 4's sandbox columns, one list each, in add order: the fields of a format 3
+#: row (id, name, config, netns path, the five of the status, owned paths).
+SANDBOX_COLUMNS = (
+    "ids",
+    "names",
+    "configs",
+    "netns_paths",
+    "states",
+    "pids",
+    "created_at",
+    "exited_at",
+    "exit_statuses",
+    "owned_paths",
+)
 
 
 class Entry(msgspec.Struct, gc=False, eq=False):
@@ -244,6 +261,28 @@ def stored_entries(rows: Sequence[Sequence[Any]], config_type: type[Any]) -> Sto
         entries = list(map(Entry, names, paths, repeat(None), configs, built, map(tuple, owned)))
     else:
         entries = list(map(Entry, names, paths, configs, repeat(None), built, map(tuple, owned)))
+    return Stored(ids, names, configs, paths, entries)
+
+
+def column_entries(columns: Sequence[Sequence[Any]]) -> Stored:
+    """A snapshot's sandbox columns (format 4: ids, names, configs, netns paths, the
+    five status fields, owned paths) as entries, in order; checked as ``stored_entries``
+    checks rows. ``ValueError`` unless they are ten columns of one length.
+
+    No row is built but the status tuple each entry keeps (``status_columns``).
+    """
+    if len(columns) != 10:
+        raise ValueError(f"{len(columns)} sandbox columns; expected 10")
+    ids, names, configs, paths, states, pids, created, exited, codes, owned = columns
+    if len(set(map(len, columns))) > 1:
+        raise ValueError(f"sandbox columns of unequal lengths {list(map(len, columns))}")
+    if not ids:
+        return Stored((), (), (), (), [])
+    if set(map(type, configs)) != {bytes}:
+        bad = next(i for i, c in zip(ids, configs, strict=True) if type(c) is not bytes)
+        raise ValueError(f"bad config of sandbox {bad!r:.80}")
+    built = status_columns(states, pids, created, exited, codes)
+    entries = list(map(Entry, names, paths, repeat(None), configs, built, map(tuple, owned)))
     return Stored(ids, names, configs, paths, entries)
 
 

@@ -33,24 +33,32 @@ stale or foreign one costs a scan, never a wrong state; see
 ``eventlog.reader``). Version 1 files (no position) are still read; code
 that knows only version 1 skips a version 2 file (a full replay, safe).
 
-The body (body format 3, written since the configs became bytes; format 2 is
-still read) is a msgpack map::
+The body (body format 4, written since the sandboxes are laid out by column;
+formats 2 and 3 are still read) is a msgpack map::
 
-    "format"     3
-    "last_seq"   the seq the projection is at (= the header's seq)
-    "sandboxes"  one row per sandbox, in add order:
-                 [id, name, config, netns_path,
-                  [state, pid, created_at, exited_at, exit_status], [owned path, ...]]
-                 config: msgpack bytes (a bin) of the Go-JSON map the add event
-                 carried - in format 2, that map itself
-    "owned"      one row per owned netns path: [path, sandbox id, state, assigned seq]
-    "netns_dir"  the netns dir the log recorded (absent if none)
+    "format"        4
+    "last_seq"      the seq the projection is at (= the header's seq)
+    "ids", "names", "configs", "netns_paths", "states", "pids", "created_at",
+    "exited_at", "exit_statuses", "owned_paths"
+                    one list per field of a sandbox, all of one length, in add
+                    order (``projection.SANDBOX_COLUMNS``); a config is msgpack
+                    bytes (a bin) of the Go-JSON map the add event carried, a
+                    status the five fields of its ``Status``, "owned_paths" a
+                    list of paths per sandbox
+    "owned"         one row per owned netns path: [path, sandbox id, state, assigned seq]
+    "netns_dir"     the netns dir the log recorded (absent if none)
+
+Format 3 had "sandboxes", one row per sandbox, instead of the columns:
+``[id, name, config, netns_path, [state, pid, created_at, exited_at,
+exit_status], [owned path, ...]]``; format 2 the same with each config the map
+itself. By column, the body decodes into one typed list per field (types and
+status ranges checked in C, ``snapshot_check``) and builds no row to transpose.
 
 A config is its own bin so that loading a snapshot builds no config map: the
 bytes are checked in bulk (``sandbox.config_check`` proves one in the
 canonical stored form valid in C; any other is decoded the full way, which
 decides) and decoded on the sandbox's first read; the next snapshot writes
-the same bytes again. Code that knows only format 2 skips a format 3 body
+the same bytes again. Code that knows only older formats skips a newer body
 (a full replay, safe).
 
 The checksum catches damage, not lies: anyone who can write the state dir can

@@ -8,8 +8,9 @@ strictly: types, ids, names, states, paths, and the ownership entries'
 consistency with the sandboxes (the invariants ``Projection``'s fold keeps).
 
 ``decode_body`` decodes the body's msgpack into the layout's shape (``_Body``:
-the keys, each sandbox row a tuple of six of the right types, each owned row
-a tuple of four), which ``msgspec`` checks in C as it decodes - a snapshot
+the keys; in body format 4 one typed list per sandbox column, status ranges
+included; in formats 2 and 3 each sandbox row a tuple of six of the right
+types; each owned row a tuple of four), which ``msgspec`` checks in C as it decodes - a snapshot
 may hold 100,000 sandboxes, and a check per field in Python cost more than
 the decode - and then checks here what a shape cannot say. Building the
 ``Projection`` from it and ``Projection.check_sandboxes`` (in
@@ -21,17 +22,19 @@ checked there in bulk).
 from __future__ import annotations
 
 import os
+from itertools import compress
 from operator import itemgetter
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import UNSET, Meta, UnsetType
 
 from sandbox.errors import SnapshotError
 from sandbox.ids import validate_id
 from sandbox.ownership import NetNSState
-from sandbox.projection import SNAPSHOT_CONFIG_TYPES
+from sandbox.projection import SANDBOX_COLUMNS, SNAPSHOT_CONFIG_TYPES
 
-__all__ = ["decode_body"]
+__all__ = ["as_format_3", "decode_body"]
 
 # REMOVED is never kept by the fold (the entry is dropped), so a snapshot claiming it lies.
 _KEPT_STATES = {s.value: s for s in NetNSState if s is not NetNSState.REMOVED}
@@ -47,12 +50,28 @@ _Status = tuple[Any, Any, Any, Any, Any]
 _Row = tuple[str, str, bytes | dict[str, Any], str, _Status, tuple[str, ...]]
 
 
-class _Body(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """The body's keys and the shape of its rows (``Projection.to_snapshot``)."""
+_I64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+_PID = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+
+
+class _Body(msgspec.Struct, forbid_unknown_fields=True, gc=False, kw_only=True):
+    """The body's keys and the shape of its rows or columns (``Projection.to_snapshot``):
+    formats 2 and 3 have ``sandboxes``, format 4 the columns (``SANDBOX_COLUMNS``), whose
+    types and status ranges (``event_decode._fast_status``') are then checked in C."""
 
     format: Any
     last_seq: Any
-    sandboxes: list[_Row]
+    sandboxes: list[_Row] | UnsetType = UNSET
+    ids: list[str] | UnsetType = UNSET
+    names: list[str] | UnsetType = UNSET
+    configs: list[bytes] | UnsetType = UNSET
+    netns_paths: list[str] | UnsetType = UNSET
+    states: list[str] | UnsetType = UNSET
+    pids: list[_PID] | UnsetType = UNSET
+    created_at: list[_I64] | UnsetType = UNSET
+    exited_at: list[_I64 | None] | UnsetType = UNSET
+    exit_statuses: list[_I64 | None] | UnsetType = UNSET
+    owned_paths: list[tuple[str, ...]] | UnsetType = UNSET
     #: path, sandbox id, state, seq of the assigning record
     owned: list[tuple[Any, Any, Any, Any]]
     #: The recorded netns dir (NetNSDirRecorded): in every snapshot of a store that has
@@ -110,6 +129,36 @@ def _sandbox_paths(rows: list[_Row], config_type: type[Any]) -> dict[str, list[s
     return out
 
 
+def _columns(body: _Body, fmt: int) -> dict[str, list[Any]]:
+    """The sandbox columns of a format 4 body by key, all present and of one length (or
+    the rows of an older one, under ``sandboxes``)."""
+    columns = {key: getattr(body, key) for key in SANDBOX_COLUMNS}
+    present = [key for key, column in columns.items() if column is not UNSET]
+    if fmt < 4:
+        if body.sandboxes is UNSET or present:
+            raise SnapshotError(f"body format {fmt} has its sandboxes as rows, and only so")
+        return {"sandboxes": body.sandboxes}
+    if body.sandboxes is not UNSET or len(present) != len(columns):
+        raise SnapshotError(f"body format {fmt} has its sandboxes as the columns {SANDBOX_COLUMNS}")
+    if len(set(map(len, columns.values()))) != 1:
+        lengths = {key: len(column) for key, column in columns.items()}
+        raise SnapshotError(f"sandbox columns of unequal lengths: {lengths}")
+    return columns
+
+
+def _column_paths(ids: list[str], owned: list[tuple[str, ...]]) -> dict[str, list[str]]:
+    """``_sandbox_paths`` of a format 4 body (its column types were checked by the decode)."""
+    if len(set(ids)) != len(ids):
+        raise SnapshotError(f"sandbox id {_repeated(ids)!r:.80} is listed twice")
+    out: dict[str, list[str]] = {}
+    for sandbox_id, listed in compress(zip(ids, owned, strict=True), owned):
+        paths = [_path(p, f"sandbox {sandbox_id}: owned path") for p in listed]
+        if len(set(paths)) != len(paths):
+            raise SnapshotError(f"sandbox {sandbox_id}: an owned path is listed twice")
+        out[sandbox_id] = paths
+    return out
+
+
 def _check_owned(rows: list[tuple[Any, Any, Any, Any]], last_seq: int,
                  paths_of: dict[str, list[str]]) -> None:  # fmt: skip
     seen: set[str] = set()
@@ -149,12 +198,31 @@ def decode_body(data: bytes | memoryview) -> dict[str, Any]:
     if type(fmt) is not int or fmt not in SNAPSHOT_CONFIG_TYPES:
         raise SnapshotError(f"body format {fmt!r}; expected one of {sorted(SNAPSHOT_CONFIG_TYPES)}")
     last_seq = _int(body.last_seq, "last_seq", 0, 2**63 - 1)
-    paths_of = _sandbox_paths(body.sandboxes, SNAPSHOT_CONFIG_TYPES[fmt])
+    sandboxes = _columns(body, fmt)
+    if fmt < 4:
+        paths_of = _sandbox_paths(body.sandboxes, SNAPSHOT_CONFIG_TYPES[fmt])  # type: ignore[arg-type]
+    else:
+        paths_of = _column_paths(sandboxes["ids"], sandboxes["owned_paths"])
     _check_owned(body.owned, last_seq, paths_of)
     return {
         "format": fmt,
         "last_seq": last_seq,
-        "sandboxes": body.sandboxes,
+        **sandboxes,
         "owned": body.owned,
         "netns_dir": recorded,
     }
+
+
+def as_format_3(body: dict[str, Any]) -> dict[str, Any]:
+    """A format 4 body (``Projection.to_snapshot()``) as format 3 wrote the same content:
+    one row per sandbox. For tests and tools that make the older layout; still read."""
+    columns = [body[key] for key in SANDBOX_COLUMNS]
+    ids, names, configs, paths, *status, owned = columns
+    rows = [
+        [sid, name, config, path, list(st), list(own)]
+        for sid, name, config, path, st, own in zip(
+            ids, names, configs, paths, zip(*status, strict=True), owned, strict=True
+        )
+    ]
+    out = {key: value for key, value in body.items() if key not in SANDBOX_COLUMNS}
+    return {**out, "format": 3, "sandboxes": rows}

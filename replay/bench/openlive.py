@@ -11,8 +11,9 @@ full replay of the same log.
 
 The history is N ``SandboxAdded`` events of the store benchmarks' node
 workload (realistic CRI configs), written one ``append`` per event, with a
-snapshot at 99% written as ``Store.snapshot`` writes it (body format 3: each
-config its own msgpack bytes, checked in bulk on load; see sandbox/snapshot.py). Both variants are
+snapshot at 99% written as ``Store.snapshot`` writes it (body format 4: the
+sandboxes by column, each config its own msgpack bytes, checked in bulk on load; see
+sandbox/snapshot.py). Both variants are
 real ``Store.open`` calls (lock, tail check, snapshot load and validation,
 replay, reconcile against an empty netns dir), in alternating order.
 """

@@ -91,38 +91,34 @@ def _with_body(real: bytes, mutate: Callable[[dict[str, Any]], None]) -> bytes:
     return sealed
 
 
-def _first(body: dict[str, Any]) -> list[Any]:
-    entry: list[Any] = body["sandboxes"][0]
-    return entry
-
-
 def _bad_id(body: dict[str, Any]) -> None:
-    _first(body)[0] = _first(body)[0][:-1] + "\x10"
+    body["ids"][0] = body["ids"][0][:-1] + "\x10"
 
 
 def _bad_name(body: dict[str, Any]) -> None:
-    _first(body)[1] = _first(body)[1][:-1] + "\x00"
+    body["names"][0] = body["names"][0][:-1] + "\x00"
 
 
 def _bad_state(body: dict[str, Any]) -> None:
-    _first(body)[4][0] = _first(body)[4][0][:-1] + "X"
+    body["states"][0] = body["states"][0][:-1] + "X"
 
 
 def _bad_pid(body: dict[str, Any]) -> None:
-    _first(body)[4][1] = None  # a small int and nil are one byte each
+    body["pids"][0] = None  # a small int and nil are one byte each
 
 
 def _bad_netns_path(body: dict[str, Any]) -> None:
-    assert _first(body)[3] == ""
-    _first(body)[3] = 1  # "" and a small int are one byte each (0 would read as "")
+    assert body["netns_paths"][0] == ""
+    body["netns_paths"][0] = 1  # "" and a small int are one byte each (0 would read as "")
 
 
 def _bad_config(body: dict[str, Any]) -> None:
-    # Since body format 3 a config is its own msgpack bytes (a bin) in the row.
-    config = msgpack.unpackb(_first(body)[2], raw=False)
+    # Since body format 3 a config is its own msgpack bytes (a bin); format 4 lists
+    # them by column.
+    config = msgpack.unpackb(body["configs"][0], raw=False)
     meta = config["metadata"]
     meta["namespace"] = list(range(len(meta["namespace"])))  # fixstr -> fixarray, same size
-    _first(body)[2] = msgpack.packb(config, use_bin_type=True)
+    body["configs"][0] = msgpack.packb(config, use_bin_type=True)
 
 
 MUTATIONS = [_bad_id, _bad_name, _bad_state, _bad_pid, _bad_netns_path, _bad_config]
@@ -190,7 +186,7 @@ def test_f4_a_forged_snapshot_of_a_keyed_log_is_not_used(tmp_path: Path) -> None
         real = f.read()
 
     def forge(body: dict[str, Any]) -> None:
-        _first(body)[4][1] += 1  # pid 100 -> 101: one byte either way
+        body["pids"][0] += 1  # pid 100 -> 101: one byte either way
 
     with open(path, "wb") as f:
         f.write(_with_body(real, forge))

@@ -33,8 +33,9 @@ from sandbox.ids import (
     validate_names,
 )
 from sandbox.metadata import Metadata
-from sandbox.projection import Projection
+from sandbox.projection import SANDBOX_COLUMNS, Projection
 from sandbox.projection_entry import Entry, check_all, check_fields, metadata_of
+from sandbox.snapshot_check import as_format_3
 from sandbox.status import State, Status
 
 
@@ -285,15 +286,18 @@ def _body() -> dict[str, Any]:
     return proj.to_snapshot()
 
 
+@pytest.mark.parametrize("fmt", [3, 4])
 @pytest.mark.parametrize(
     ("column", "value"),
     [(None, None), (0, "bad id"), (1, ""), (3, "/x\x00"), (2, b"\xc1"), (2, msgpack.packb([1]))],
 )
 def test_from_snapshot_with_check_raises_what_check_sandboxes_raises(
-    column: int | None, value: object
+    column: int | None, value: object, fmt: int
 ) -> None:
-    body = _body()
-    if column is not None:
+    body = _body() if fmt == 4 else as_format_3(_body())
+    if column is not None and fmt == 4:
+        body[SANDBOX_COLUMNS[column]][2] = value
+    elif column is not None:
         body["sandboxes"][2][column] = value
     checked = support.error_of(lambda: Projection.from_snapshot(body, check=True))
     assert checked == support.error_of(lambda: Projection.from_snapshot(body).check_sandboxes())

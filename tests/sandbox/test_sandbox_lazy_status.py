@@ -28,7 +28,8 @@ from sandbox.event_decode import (
     statuses_from_values,
 )
 from sandbox.metadata import Metadata
-from sandbox.projection import Projection
+from sandbox.projection import SANDBOX_COLUMNS, Projection
+from sandbox.snapshot_check import as_format_3
 from sandbox.status import State, Status
 
 I64 = 2**63
@@ -157,10 +158,20 @@ def test_a_status_update_replaces_a_row_not_yet_built() -> None:
     assert loaded == truth and loaded.sandboxes() == truth.sandboxes()
 
 
-@pytest.mark.parametrize("bad", [row for row in BAD if isinstance(row, tuple)])
-def test_a_bad_status_refuses_the_snapshot(bad: tuple[object, ...]) -> None:
+# Format 4 has no row to be of the wrong length (its columns' lengths are checked).
+@pytest.mark.parametrize(
+    ("bad", "fmt"),
+    [(row, fmt) for fmt in (3, 4) for row in BAD if isinstance(row, tuple)
+     if fmt == 3 or len(row) == 5],
+)  # fmt: skip
+def test_a_bad_status_refuses_the_snapshot(bad: tuple[object, ...], fmt: int) -> None:
     body = _projection().to_snapshot()
-    body["sandboxes"][1][4] = list(bad)
+    if fmt == 4:  # by column: the five status columns
+        for key, value in zip(SANDBOX_COLUMNS[4:9], bad, strict=True):
+            body[key][1] = value
+    else:
+        body = as_format_3(body)
+        body["sandboxes"][1][4] = list(bad)
     expected = support.error_of(lambda: status_from_values(*bad))
     assert expected is not None
     got = support.error_of(lambda: Projection.from_snapshot(body))

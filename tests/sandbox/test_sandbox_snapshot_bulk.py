@@ -32,7 +32,8 @@ from sandbox import (
 )
 from sandbox import events as ev
 from sandbox import snapshot as snap
-from sandbox.projection import SNAPSHOT_FORMAT, Projection
+from sandbox.projection import SANDBOX_COLUMNS, SNAPSHOT_FORMAT, Projection
+from sandbox.snapshot_check import as_format_3
 from sandbox.snapshot_format import assemble
 
 #: Stands for an array nested 100,000 deep (msgpack will not write one): ``file_of``
@@ -108,8 +109,8 @@ def test_a_loaded_snapshot_is_the_replay() -> None:
     truth = replayed()
     data = snap.encode(truth, DIGEST)
     body = msgpack.unpackb(data[snap.HEADER.size + len(DIGEST) : -32], raw=False)
-    assert body["format"] == SNAPSHOT_FORMAT == 3
-    assert all(type(row[2]) is bytes for row in body["sandboxes"])
+    assert body["format"] == SNAPSHOT_FORMAT == 4
+    assert all(type(config) is bytes for config in body["configs"])
     loaded = load(data)
     assert loaded == truth
     assert loaded.to_snapshot() == truth.to_snapshot()
@@ -172,9 +173,27 @@ def test_a_valid_config_in_another_form_loads_through_the_full_decode(
 # -- what refuses a snapshot ----------------------------------------------------------------
 
 
+def _set(body: dict[str, Any], row: int, column: int, value: object) -> None:
+    """Field ``column`` of a format 3 row (0..5) of ``body``, in either format (format 4's
+    status is five columns: set them all from a list of five)."""
+    if "sandboxes" in body:
+        body["sandboxes"][row][column] = value
+    elif column == 4:
+        for key, one in zip(SANDBOX_COLUMNS[4:9], value, strict=True):  # type: ignore[call-overload]
+            body[key][row] = one
+    else:
+        body[SANDBOX_COLUMNS[9 if column == 5 else column]][row] = value
+
+
+def _get(body: dict[str, Any], row: int, column: int) -> Any:
+    if "sandboxes" in body:
+        return body["sandboxes"][row][column]
+    return body[SANDBOX_COLUMNS[column]][row]
+
+
 def _bad_bodies() -> Iterator[tuple[str, Callable[[dict[str, Any]], object]]]:
     def config_bytes(raw: bytes) -> Callable[[dict[str, Any]], object]:
-        return lambda body: body["sandboxes"][0].__setitem__(2, raw)
+        return lambda body: _set(body, 0, 2, raw)
 
     good = msgpack.packb({"hostname": "abc"}, use_bin_type=True)
     yield "config-not-a-map", config_bytes(msgpack.packb(None))
@@ -185,31 +204,41 @@ def _bad_bodies() -> Iterator[tuple[str, Callable[[dict[str, Any]], object]]]:
     yield "config-surrogate", config_bytes(good.replace(b"abc", b"\xed\xa0\x80"))
     yield "config-wrong-type", config_bytes(msgpack.packb({"hostname": 5}))
     yield "config-out-of-range", config_bytes(msgpack.packb({"metadata": {"attempt": -1}}))
-    yield "config-a-map-in-format-3", lambda body: body["sandboxes"][0].__setitem__(2, {})
+    yield "config-a-map-in-format-3-or-4", lambda body: _set(body, 0, 2, {})
     yield "config-bytes-in-format-2", lambda body: body.__setitem__("format", 2)
-    yield "status-nested-deep", lambda body: body["sandboxes"][0][4].__setitem__(0, DEEP)
+    yield "status-nested-deep", lambda body: _set(body, 0, 4, [DEEP, 1, 2, None, None])
     yield "format-1", lambda body: body.__setitem__("format", 1)
-    yield "format-4", lambda body: body.__setitem__("format", 4)
+    yield "format-3-or-4-the-other", lambda body: body.__setitem__("format", 7 - body["format"])
+    yield "format-5", lambda body: body.__setitem__("format", 5)
     yield "format-str", lambda body: body.__setitem__("format", "3")
     yield "format-bool", lambda body: body.__setitem__("format", True)
-    yield "netns-path-nul", lambda body: body["sandboxes"][0].__setitem__(3, "/run/x\x00")
-    yield "id-with-slash", lambda body: body["sandboxes"][0].__setitem__(0, "a/b")
-    yield "id-too-long", lambda body: body["sandboxes"][0].__setitem__(0, "a" * 300)
-    yield "name-empty", lambda body: body["sandboxes"][0].__setitem__(1, "")
-    yield (
-        "name-taken-twice",
-        lambda body: body["sandboxes"][1].__setitem__(1, body["sandboxes"][0][1]),
-    )
+    yield "netns-path-nul", lambda body: _set(body, 0, 3, "/run/x\x00")
+    yield "id-with-slash", lambda body: _set(body, 0, 0, "a/b")
+    yield "id-too-long", lambda body: _set(body, 0, 0, "a" * 300)
+    yield "id-twice", lambda body: _set(body, 1, 0, _get(body, 0, 0))
+    yield "name-empty", lambda body: _set(body, 0, 1, "")
+    yield "name-taken-twice", lambda body: _set(body, 1, 1, _get(body, 0, 1))
+    yield "owned-path-relative", lambda body: _set(body, 0, 5, ["x/y"])
+    yield "status-bogus", lambda body: _set(body, 0, 4, ["BOGUS", 1, 2, None, None])
+    yield "status-pid-negative", lambda body: _set(body, 0, 4, ["ready", -1, 2, None, None])
+    # Format 4 only (format 3 has no columns): every column must be as long as the ids.
+    for key in SANDBOX_COLUMNS:
+        yield f"column-{key}-short", lambda body, key=key: body.get(key, [0]).pop()
+    yield "column-missing", lambda body: body.pop("pids", body.pop("sandboxes", None))
+    yield "rows-and-columns", lambda body: body.setdefault("sandboxes", [])
 
 
+@pytest.mark.parametrize("fmt", [3, 4])
 @pytest.mark.parametrize("mutate", [m for _, m in _bad_bodies()], ids=[n for n, _ in _bad_bodies()])
 def test_a_snapshot_whose_content_does_not_validate_is_refused(
-    mutate: Callable[[dict[str, Any]], object],
+    mutate: Callable[[dict[str, Any]], object], fmt: int
 ) -> None:
     truth = replayed()
-    body = truth.to_snapshot()
+    body = truth.to_snapshot() if fmt == 4 else as_format_3(truth.to_snapshot())
     assert load(file_of(body)) == truth, "the unmutated body loads"
     mutate(body)
+    if fmt == 3 and body == as_format_3(truth.to_snapshot()):
+        return  # a column mutation: nothing of a format 3 body changed
     with pytest.raises(SnapshotError):
         load(file_of(body))
 
@@ -219,11 +248,12 @@ def test_a_snapshot_whose_content_does_not_validate_is_refused(
 
 def as_format_2(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` as this store wrote it before format 3: each config the map itself."""
+    body = as_format_3(body)
     rows = [[*row[:2], msgpack.unpackb(row[2], raw=False), *row[3:]] for row in body["sandboxes"]]
     return {**body, "format": 2, "sandboxes": rows}
 
 
-def test_a_format_2_snapshot_still_loads_and_the_next_one_is_format_3(
+def test_a_format_2_snapshot_still_loads_and_the_next_one_is_format_4(
     decodes: list[object],
 ) -> None:
     truth = replayed()
@@ -242,11 +272,12 @@ def test_a_format_2_snapshot_still_loads_and_the_next_one_is_format_3(
             load(file_of(bad))
 
 
-def test_from_snapshot_reads_both_formats_and_refuses_others() -> None:
+def test_from_snapshot_reads_every_format_and_refuses_others() -> None:
     truth = replayed()
     assert Projection.from_snapshot(truth.to_snapshot()) == truth
+    assert Projection.from_snapshot(as_format_3(truth.to_snapshot())) == truth
     assert Projection.from_snapshot(as_format_2(truth.to_snapshot())) == truth
-    for fmt in (1, 4, "3", None):
+    for fmt in (1, 3, 5, "4", None):
         with pytest.raises(ValueError):
             Projection.from_snapshot({**truth.to_snapshot(), "format": fmt})
 

@@ -24,10 +24,24 @@ import support
 from replay.view import load
 from sandbox import Store
 from sandbox import snapshot as snap
+from sandbox.projection import SANDBOX_COLUMNS
+from sandbox.snapshot_check import as_format_3
+
+
+def _rows(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (format 4, by column) turned in place into format 3 (rows), still read."""
+    rows = as_format_3(body)
+    body.clear()
+    body.update(rows)
+    return body
 
 
 def _bogus_state(body: dict[str, Any]) -> None:
-    body["sandboxes"][0][4][0] = "BOGUS"
+    _rows(body)["sandboxes"][0][4][0] = "BOGUS"
+
+
+def _bogus_state_4(body: dict[str, Any]) -> None:
+    body["states"][0] = "BOGUS"
 
 
 def _owner_id_invalid(body: dict[str, Any]) -> None:
@@ -43,20 +57,45 @@ def _state_never_kept(body: dict[str, Any]) -> None:
 
 
 def _owned_path_not_a_path(body: dict[str, Any]) -> None:
-    body["sandboxes"][0][5] = [5]
+    _rows(body)["sandboxes"][0][5] = [5]
+
+
+def _owned_path_not_a_path_4(body: dict[str, Any]) -> None:
+    body["owned_paths"][0] = [5]
 
 
 def _owned_path_relative(body: dict[str, Any]) -> None:
     body["owned"][0][0] = "../../etc/passwd"
 
 
-MUTATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "bogus-state": _bogus_state,
+def _columns_unequal(body: dict[str, Any]) -> None:
+    body[SANDBOX_COLUMNS[-1]].pop()
+
+
+_FORMAT_4: dict[str, Callable[[dict[str, Any]], None]] = {
+    "bogus-state": _bogus_state_4,
     "owner-id-invalid": _owner_id_invalid,
     "owner-missing": _owner_missing,
     "state-never-kept": _state_never_kept,
-    "owned-path-not-a-path": _owned_path_not_a_path,
+    "owned-path-not-a-path": _owned_path_not_a_path_4,
     "owned-path-relative": _owned_path_relative,
+    "columns-unequal": _columns_unequal,
+}
+
+
+def _in_format_3(mutate: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    return lambda body: mutate(_rows(body)) if "sandboxes" not in body else mutate(body)
+
+
+# Each lie in the body format written now (4, by column) and in format 3 (rows).
+MUTATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
+    **{f"{name}-format-4": mutate for name, mutate in _FORMAT_4.items()},
+    "bogus-state-format-3": _bogus_state,
+    "owner-id-invalid-format-3": _in_format_3(_owner_id_invalid),
+    "owner-missing-format-3": _in_format_3(_owner_missing),
+    "state-never-kept-format-3": _in_format_3(_state_never_kept),
+    "owned-path-not-a-path-format-3": _owned_path_not_a_path,
+    "owned-path-relative-format-3": _in_format_3(_owned_path_relative),
 }
 
 
