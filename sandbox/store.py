@@ -25,8 +25,10 @@ Concurrency (any method from any thread):
   ``_cmd`` (a ``get`` never waits behind an fsync) and see the state before or
   after an event, never half of one, never one that is not durable.
 * ``_reconcile_lock`` serialises reconcile runs (two runs creating the same
-  path would collide). Lock order: reconcile -> cmd -> read; commands
-  release ``_cmd`` before they reconcile.
+  path would collide). ``_retention_lock`` serialises compactions; one holds
+  the log's own compaction lock while it writes through ``_cmd``, so close
+  waits for it first. Lock order: retention -> reconcile -> cmd -> read;
+  commands release ``_cmd`` before they reconcile.
 
 ``update_status``'s ``fn`` runs while ``_cmd`` is held (so the status it sees
 is the one the change is checked against); calling a store *command* from it
@@ -198,7 +200,7 @@ class Store(Reads, Retaining, Closing):
         """Stop watching, close the log, release the writer lock. Idempotent."""
         self._no_command_in_fn("close")
         self.stop_watching()
-        with self._reconcile_lock, self._cmd:
+        with self._retention_lock, self._reconcile_lock, self._cmd:
             if self._closed:
                 return
             self._pipe.seq.drain()  # commands reserved before close are still written

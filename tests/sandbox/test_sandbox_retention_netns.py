@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import support
 import eventlog
 import replay
 from eventlog.segments import list_segments
-from sandbox import NetNS, Sandbox, Store, rules
+from sandbox import NetNS, Sandbox, Store, rules, store_retention
 from sandbox import events as ev
 from sandbox import snapshot as snap
 from sandbox.errors import InvalidTransitionError
@@ -372,4 +374,40 @@ def test_audit_of_a_compacted_store_shows_its_carry(tmp_path: Path, netns_dir: P
         f"netns {path_of(pod)} ownership carried forward from seq {assigned} before compaction"
     )
     assert entry.changes["netns"]["assigned_seq"] == assigned
+    delete_after_reopen(state, netns_dir, pod)
+
+
+def test_close_during_a_compaction_waits_for_it(
+    tmp_path: Path, netns_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The carry writes through the command lock while the log's compaction lock is
+    held, and closing the log waits for that lock: close must not hold the command
+    lock meanwhile (it did: a shutdown during a compaction hung for ever)."""
+    state = tmp_path / "state"
+    store = Store.open(state, netns_dir=netns_dir, segment_bytes=SEGMENT_BYTES)
+    pod = build(store)
+    in_carry, close_started = threading.Event(), threading.Event()
+    carry = store_retention.carry_ownership
+
+    def carry_after_close_started(st: Store, first_seq: int) -> list[str]:
+        in_carry.set()
+        close_started.wait(30)
+        time.sleep(0.2)  # let close reach its locks first: the order that hung
+        return carry(st, first_seq)
+
+    monkeypatch.setattr(store_retention, "carry_ownership", carry_after_close_started)
+    reports: list[object] = []
+    compacting = threading.Thread(
+        target=lambda: reports.append(store.compact(keep_snapshots=1)), daemon=True
+    )
+    compacting.start()
+    assert in_carry.wait(30)
+    closing = threading.Thread(target=store.close, daemon=True)
+    closing.start()
+    close_started.set()
+    compacting.join(60)
+    closing.join(60)
+    assert not compacting.is_alive() and not closing.is_alive(), "close and compact deadlocked"
+    assert store.closed and len(reports) == 1
+    assert len(carries(state)) == 1
     delete_after_reopen(state, netns_dir, pod)
