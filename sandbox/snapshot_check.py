@@ -26,6 +26,7 @@ from itertools import compress
 from operator import itemgetter
 from typing import Annotated, Any
 
+import msgpack
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
@@ -199,6 +200,9 @@ def decode_body(data: bytes | memoryview) -> dict[str, Any]:
         raise SnapshotError(f"body format {fmt!r}; expected one of {sorted(SNAPSHOT_CONFIG_TYPES)}")
     last_seq = _int(body.last_seq, "last_seq", 0, 2**63 - 1)
     sandboxes = _columns(body, fmt)
+    if fmt == 2:
+        sandboxes = {"sandboxes": _with_reference_configs(data, body.sandboxes)}  # type: ignore[arg-type]
+        body.sandboxes = sandboxes["sandboxes"]
     if fmt < 4:
         paths_of = _sandbox_paths(body.sandboxes, SNAPSHOT_CONFIG_TYPES[fmt])  # type: ignore[arg-type]
     else:
@@ -211,6 +215,21 @@ def decode_body(data: bytes | memoryview) -> dict[str, Any]:
         "owned": body.owned,
         "netns_dir": recorded,
     }
+
+
+def _with_reference_configs(data: bytes | memoryview, rows: list[_Row]) -> list[_Row]:
+    """Format 2's rows with each config map as the msgpack reference decodes it, as
+    format 2 always was read: str keys at every level and msgpack's own types (a
+    Timestamp, an ExtType), so that a load equals the replay that wrote it. The typed
+    layout reads a config map as ``Any``: it would take an int key deep inside one, or
+    turn a timestamp into a datetime that no longer packs."""
+    try:
+        reference = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        configs = [row[2] for row in reference["sandboxes"]]
+        pairs = zip(rows, configs, strict=True)
+        return [(i, n, config, p, st, own) for (i, n, _c, p, st, own), config in pairs]
+    except Exception as exc:  # msgpack raises several unrelated types on hostile bytes
+        raise SnapshotError(f"unreadable body: {type(exc).__name__}: {exc}") from None
 
 
 def as_format_3(body: dict[str, Any]) -> dict[str, Any]:
