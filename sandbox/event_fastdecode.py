@@ -39,8 +39,9 @@ loop of thousands of mutated ones.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Union, get_type_hints
 
+import attrs
 import msgspec
 
 from sandbox import events as ev
@@ -235,93 +236,33 @@ def _netns_struct(cls: type[ev.NetNSEvent]) -> type[msgspec.Struct]:
     return msgspec.defstruct(f"_{cls.__name__}", fields, namespace={"built": built}, **_struct(cls))
 
 
-class _Closed(msgspec.Struct, **_struct(ev.NetNSClosed)):
-    v: Literal[1]
-    id: str
-    path: str
-    reason: str
-    env: _Env | None = None
+def _mirrored(cls: type[ev.Event]) -> type[msgspec.Struct]:
+    """The Struct of a rarely logged event (no hot-path slot filling): its attrs class's
+    own fields with their declared types (str, int, int | None, tuple[str, ...]), each
+    required, built through the class's constructor."""
+    hints = get_type_hints(cls)
+    names = [a.name for a in attrs.fields(cls) if a.name not in ("id", "env")]
 
-    def built(self) -> ev.Event | None:
-        return ev.NetNSClosed(self.id, _env(self.env), self.path, self.reason)
+    def built(self: Any) -> ev.Event | None:
+        return cls(self.id, _env(self.env), *(getattr(self, n) for n in names))
 
-
-class _CreateFailed(msgspec.Struct, **_struct(ev.NetNSCreateFailed)):
-    v: Literal[1]
-    id: str
-    path: str
-    reason: str
-    env: _Env | None = None
-
-    def built(self) -> ev.Event | None:
-        return ev.NetNSCreateFailed(self.id, _env(self.env), self.path, self.reason)
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+        ("v", Literal[cls.VERSION]),
+        ("id", str),
+        *((n, hints[n]) for n in names),
+        ("env", _Env | None, None),
+    ]
+    return msgspec.defstruct(f"_{cls.__name__}", fields, namespace={"built": built}, **_struct(cls))
 
 
-class _Carried(msgspec.Struct, **_struct(ev.NetNSOwnershipCarried)):
-    v: Literal[1]
-    id: str
-    path: str
-    assigned_seq: int
-    env: _Env | None = None
-
-    def built(self) -> ev.Event | None:
-        return ev.NetNSOwnershipCarried(self.id, _env(self.env), self.path, self.assigned_seq)
-
-
-class _DirRecorded(msgspec.Struct, **_struct(ev.NetNSDirRecorded)):
-    v: Literal[1]
-    id: str
-    netns_dir: str
-    env: _Env | None = None
-
-    def built(self) -> ev.Event | None:
-        return ev.NetNSDirRecorded(self.id, _env(self.env), self.netns_dir)
-
-
-class _Repaired(msgspec.Struct, **_struct(ev.LogRepaired)):
-    v: Literal[1]
-    id: str
-    damage_segment: str
-    damage_offset: int
-    damage_seq: int | None
-    reason: str
-    cut_seq: int
-    cut_segment: str
-    cut_offset: int
-    bytes_set_aside: int
-    broken_files: tuple[str, ...]
-    snapshots_set_aside: tuple[str, ...]
-    env: _Env | None = None
-
-    def built(self) -> ev.Event | None:
-        return ev.LogRepaired(
-            self.id,
-            _env(self.env),
-            self.damage_segment,
-            self.damage_offset,
-            self.damage_seq,
-            self.reason,
-            self.cut_seq,
-            self.cut_segment,
-            self.cut_offset,
-            self.bytes_set_aside,
-            self.broken_files,
-            self.snapshots_set_aside,
-        )
-
-
-#: The NetNS events with fields beyond ``path``: each has its own Struct above.
+#: The NetNS events with fields beyond ``path``: mirrored like the other rare ones.
 _OWN_STRUCT: Final = (ev.NetNSClosed, ev.NetNSCreateFailed, ev.NetNSOwnershipCarried)
 _STRUCTS: Final[tuple[type[msgspec.Struct], ...]] = (
     _Added,
     _Deleted,
     _StatusUpdated,
     *(_netns_struct(c) for c in ev.NETNS_EVENTS if c not in _OWN_STRUCT),
-    _Closed,
-    _CreateFailed,
-    _Carried,
-    _DirRecorded,
-    _Repaired,
+    *(_mirrored(c) for c in (*_OWN_STRUCT, ev.NetNSDirRecorded, ev.LogRepaired)),
 )
 _decode: Final = msgspec.msgpack.Decoder(Union[_STRUCTS]).decode  # noqa: UP007
 
