@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import crashpoints
+from .files import write_all
 from .format import _SIGNED, CRC
 from .observe import CAP as _TIMINGS_CAP
 from .observe import Timings, keep
@@ -348,13 +349,7 @@ class GroupCommit:
     def _write_rest(self, data: bytes, n: int) -> None:
         """After a short write of ``n`` bytes (a signal, a full disk): write the
         rest, or fail trying."""
-        fd = self._fd
-        view = memoryview(data)[n:]
-        while view:
-            n = os.write(fd, view)
-            if n <= 0:
-                raise OSError(f"write returned {n}")
-            view = view[n:]
+        write_all(self._fd, data, n)
 
     # -- durability "batch" ------------------------------------------------
 

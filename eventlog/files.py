@@ -42,6 +42,7 @@ __all__ = [
     "read_from",
     "reading",
     "replace_file_durably",
+    "write_all",
     "write_file_durably",
 ]
 
@@ -139,6 +140,17 @@ def read_from(path: str, offset: int) -> bytes:
         return f.readall()
 
 
+def write_all(fd: int, data: bytes, done: int = 0) -> None:
+    """Write ``data[done:]`` to ``fd`` whole: a write may be short (a signal, a full
+    disk), and one that writes nothing is an error, never a loop."""
+    view = memoryview(data)[done:]
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(f"write returned {n}")
+        view = view[n:]
+
+
 def write_file_durably(path: str, data: bytes) -> None:
     """Create ``path`` (must not exist) holding ``data``, fsynced (dir fsync is the caller's).
 
@@ -148,10 +160,7 @@ def write_file_durably(path: str, data: bytes) -> None:
     """
     fd = create_new(path)
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        write_all(fd, data)
         os.fsync(fd)
     except BaseException:
         os.close(fd)

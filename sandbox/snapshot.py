@@ -213,10 +213,7 @@ def write_snapshot(
     temp = os.path.join(d, f"{seq:020d}.{os.getpid()}.{next(_temp_ids)}{TEMP_SUFFIX}")
     fd = files.create_new(temp)  # O_EXCL, no link followed
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        files.write_all(fd, data)
         if crashpoints.ARMED:
             crashpoints.hit(AFTER_TEMP_WRITE)
         os.fsync(fd)
